@@ -1,0 +1,54 @@
+// Errors thrown by the library. Every error says what was expected, what was found, where, and
+// (when there is one) what to do about it. Only programs catch and print them.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace seqgan {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message, std::string hint = {})
+      : std::runtime_error(compose(message, hint)), message_(message), hint_(std::move(hint)) {}
+
+  const std::string& message() const noexcept { return message_; }
+  const std::string& hint() const noexcept { return hint_; }
+
+ private:
+  static std::string compose(const std::string& message, const std::string& hint) {
+    return hint.empty() ? message : message + "\n---> HINT: " + hint;
+  }
+  std::string message_;
+  std::string hint_;
+};
+
+namespace detail {
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+}  // namespace detail
+
+// Concatenates its arguments with operator<<, e.g. str("expected ", n, " got ", m).
+template <class... Args>
+std::string str(const Args&... args) {
+  return detail::cat(args...);
+}
+
+}  // namespace seqgan
+
+// SEQGAN_CHECK(cond, parts...): throws seqgan::Error("<function>: <parts...>") when cond is false.
+#define SEQGAN_CHECK(cond, ...)                                                             \
+  do {                                                                                      \
+    if (!(cond)) throw ::seqgan::Error(::seqgan::str(__func__, ": ", __VA_ARGS__)); \
+  } while (0)
+
+// SEQGAN_CHECK_HINT(cond, hint, parts...): the same, with a hint saying how to fix it.
+#define SEQGAN_CHECK_HINT(cond, hint, ...)                                                   \
+  do {                                                                                       \
+    if (!(cond)) throw ::seqgan::Error(::seqgan::str(__func__, ": ", __VA_ARGS__), (hint)); \
+  } while (0)

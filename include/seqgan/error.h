@@ -34,10 +34,15 @@ std::string cat(const Args&... args) {
 }  // namespace detail
 
 // Concatenates its arguments with operator<<, e.g. str("expected ", n, " got ", m).
-template <class... Args>
-std::string str(const Args&... args) {
-  return detail::cat(args...);
-}
+// A function object rather than a function: argument-dependent lookup then never pulls in
+// c10::str (which takes the same arguments) when a torch type is among them.
+struct StrFn {
+  template <class... Args>
+  std::string operator()(const Args&... args) const {
+    return detail::cat(args...);
+  }
+};
+inline constexpr StrFn str{};
 
 }  // namespace seqgan
 

@@ -1,0 +1,30 @@
+// The `seqgan` command, as a library function so that tests and embedders can run it in-process.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace seqgan {
+
+// Runs `seqgan args...` (args excludes the program name). Prints errors and returns the exit code:
+// 0 success, 1 runtime error, 2 usage error.
+int run_cli(const std::vector<std::string>& args);
+
+struct CliOptionInfo {
+  std::string name;        // "--preset"
+  std::string value_name;  // "NAME", empty for a flag
+  std::string default_value;
+  std::string help;
+  bool repeatable = false;
+};
+
+struct CliCommandInfo {
+  std::string name;
+  std::string summary;
+  std::vector<CliOptionInfo> options;
+  std::vector<std::string> positionals;  // names of positional arguments
+};
+
+std::vector<CliCommandInfo> cli_commands();
+
+}  // namespace seqgan

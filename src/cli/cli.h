@@ -1,0 +1,66 @@
+// The option registry and argument parsing shared by all subcommands.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "seqgan/cli.h"
+#include "seqgan/config.h"
+
+namespace seqgan::cli {
+
+class Args {
+ public:
+  bool has(const std::string& name) const;
+  std::string get(const std::string& name) const;  // the value, or the option's default
+  std::vector<std::string> all(const std::string& name) const;
+  int64_t get_int(const std::string& name) const;
+  double get_double(const std::string& name) const;
+  bool flag(const std::string& name) const { return has(name); }
+  const std::vector<std::string>& positionals() const { return positionals_; }
+
+ private:
+  friend struct Command;
+  std::map<std::string, std::vector<std::string>> values_;
+  std::map<std::string, std::string> defaults_;
+  std::vector<std::string> positionals_;
+};
+
+struct Command {
+  CliCommandInfo info;
+  std::function<int(const Args&)> run;
+
+  Command& option(const std::string& name, const std::string& value_name, const std::string& default_value,
+                  const std::string& help, bool repeatable = false);
+  Command& flag(const std::string& name, const std::string& help);
+  Command& positional(const std::string& name);
+  // Adds --preset, --config, --set, --threads, --device.
+  Command& config_options(const std::string& default_preset = "fmnist");
+  Args parse(const std::vector<std::string>& args) const;  // throws UsageError
+  std::string help() const;
+};
+
+// A mistake on the command line (exit code 2).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The resolved config from --preset, --config and --set, validated; threads are set from it.
+Config load_config(const Args& args);
+
+std::vector<Command> all_commands();
+
+// Subcommands, each defined in its own file.
+Command info_command();
+Command inspect_command();
+Command help_config_command();
+Command train_classifier_command();
+Command train_tokenizer_command();
+Command reconstruct_command();
+Command tokenize_command();
+Command decode_command();
+
+}  // namespace seqgan::cli

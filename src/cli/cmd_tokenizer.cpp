@@ -1,0 +1,160 @@
+// `seqgan reconstruct`, `seqgan tokenize`, `seqgan decode`: using a trained tokenizer.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "eval/psnr.h"
+#include "seqgan/checkpoint.h"
+#include "seqgan/error.h"
+#include "seqgan/image.h"
+#include "seqgan/log.h"
+#include "seqgan/runtime.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokens.h"
+#include "train/run.h"
+
+namespace seqgan::cli {
+namespace {
+
+LoadedTokenizer open_tokenizer(const Args& args, const Config& config) {
+  const std::string path = args.get("--tokenizer");
+  if (path.empty()) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
+  return load_tokenizer(path, to_device(resolve_device(config.device)));
+}
+
+int run_reconstruct(const Args& args) {
+  const Config cli_config = load_config(args);
+  auto tok = open_tokenizer(args, cli_config);
+  const auto data = open_dataset(tok.config.data, args.get("--split"));
+  const Transform transform(eval_transform(tok.config.data));
+  const int64_t count = std::min<int64_t>(args.get_int("--count"), data->size());
+  const int64_t shown = std::min<int64_t>(args.get_int("--show"), count);
+  const auto device = tok.model->parameters()[0].device();
+  torch::NoGradGuard ng;
+  std::vector<double> values;
+  at::Tensor grid_in, grid_out;
+  Progress progress("reconstruct", count);
+  for (int64_t start = 0; start < count; start += 64) {
+    std::vector<at::Tensor> imgs;
+    for (int64_t i = start; i < std::min(count, start + 64); ++i)
+      imgs.push_back(image_to_tensor(transform.apply(data->load(i).image, 0, 0, i)));
+    const auto x = at::stack(imgs).to(device);
+    const auto rec = tok.model->forward(x).reconstruction.to(at::kFloat);
+    const auto p = psnr(x, rec).cpu();
+    for (int64_t i = 0; i < p.size(0); ++i) values.push_back(p[i].item<double>());
+    if (!grid_in.defined()) {
+      grid_in = x.slice(0, 0, shown).cpu();
+      grid_out = rec.slice(0, 0, shown).cpu();
+    }
+    progress.update(start + x.size(0));
+  }
+  progress.finish();
+  double mean = 0;
+  for (double v : values) mean += v / static_cast<double>(values.size());
+  const std::string out = args.get("--out");
+  if (!out.empty()) {
+    const int64_t cols = std::min<int64_t>(shown, 8);
+    // Rows alternate: inputs, then their reconstructions.
+    std::vector<at::Tensor> rows;
+    for (int64_t s = 0; s < shown; s += cols) {
+      rows.push_back(grid_in.slice(0, s, std::min(shown, s + cols)));
+      rows.push_back(grid_out.slice(0, s, std::min(shown, s + cols)));
+    }
+    write_png(out, make_grid(at::cat(rows), cols));
+  }
+  std::cout << std::fixed << std::setprecision(2) << "PSNR " << mean << " dB over " << values.size() << " "
+            << args.get("--split") << " images (tokenizer phase " << tok.phase << ", step " << tok.step << ")"
+            << (out.empty() ? "" : "; grid (inputs over reconstructions): " + out) << "\n";
+  return 0;
+}
+
+int run_tokenize(const Args& args) {
+  const Config cli_config = load_config(args);
+  auto tok = open_tokenizer(args, cli_config);
+  const std::string split = args.get("--split");
+  const auto data = open_dataset(tok.config.data, split);
+  const std::string out = args.has("--out") ? args.get("--out") : "tokens-" + split + ".safetensors";
+  const auto tokens = tokenize_dataset(*tok.model, *data, eval_transform(tok.config.data), args.get_int("--batch-size"),
+                                       args.get_int("--limit"));
+  TokenFile file;
+  file.indices = tokens.first;
+  file.labels = tokens.second;
+  file.codebook_size = tok.config.tokenizer.codebook_size;
+  file.class_names = data->class_names();
+  file.tokenizer_config_json = config_to_json(tok.config, -1);
+  file.split = split;
+  save_tokens(out, file);
+  std::cout << "wrote " << file.indices.size(0) << " token maps of " << file.indices.size(1) << "x" << file.indices.size(2)
+            << " (codebook " << file.codebook_size << ") to " << out << "\n";
+  return 0;
+}
+
+int run_decode(const Args& args) {
+  const Config cli_config = load_config(args);
+  auto tok = open_tokenizer(args, cli_config);
+  const auto file = load_tokens(args.get("--tokens"));
+  SEQGAN_CHECK_HINT(file.codebook_size == tok.config.tokenizer.codebook_size, "decode with the tokenizer that made the tokens",
+                    "token file has codebook size ", file.codebook_size, ", the tokenizer ", tok.config.tokenizer.codebook_size);
+  const std::string out = args.get("--out");
+  std::filesystem::create_directories(out);
+  const int64_t count = std::min<int64_t>(args.get_int("--count"), file.indices.size(0));
+  const auto device = tok.model->parameters()[0].device();
+  torch::NoGradGuard ng;
+  for (int64_t start = 0; start < count; start += 64) {
+    const auto idx = file.indices.slice(0, start, std::min(count, start + 64)).to(device);
+    const auto imgs = tok.model->decode_indices(idx).to(at::kFloat).cpu();
+    for (int64_t i = 0; i < imgs.size(0); ++i) {
+      std::ostringstream name;
+      name << out << "/" << std::setw(6) << std::setfill('0') << start + i << ".png";
+      write_png(name.str(), imgs[i]);
+    }
+  }
+  std::cout << "wrote " << count << " images to " << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+Command reconstruct_command() {
+  Command c;
+  c.info.name = "reconstruct";
+  c.info.summary = "Reconstruct data-set images with a tokenizer: a grid of inputs over reconstructions, and the PSNR";
+  c.config_options("fmnist");
+  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
+  c.option("--split", "SPLIT", "test", "train or test");
+  c.option("--count", "N", "1000", "images to measure the PSNR on");
+  c.option("--show", "N", "16", "images in the grid");
+  c.option("--out", "FILE", "reconstructions.png", "grid PNG (empty: none)");
+  c.run = run_reconstruct;
+  return c;
+}
+
+Command tokenize_command() {
+  Command c;
+  c.info.name = "tokenize";
+  c.info.summary = "Encode a data set into a token file (indices and labels, safetensors)";
+  c.config_options("fmnist");
+  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
+  c.option("--split", "SPLIT", "train", "train or test");
+  c.option("--out", "FILE", "", "token file (default: tokens-SPLIT.safetensors)");
+  c.option("--batch-size", "N", "256", "images per forward pass");
+  c.option("--limit", "N", "-1", "encode only the first N images (-1: all)");
+  c.run = run_tokenize;
+  return c;
+}
+
+Command decode_command() {
+  Command c;
+  c.info.name = "decode";
+  c.info.summary = "Decode a token file into PNG images";
+  c.config_options("fmnist");
+  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
+  c.option("--tokens", "FILE", "", "token file from tokenize or sample");
+  c.option("--out", "DIR", "decoded", "output directory");
+  c.option("--count", "N", "64", "images to decode");
+  c.run = run_decode;
+  return c;
+}
+
+}  // namespace seqgan::cli

@@ -1,0 +1,127 @@
+// Named presets: the paper's ImageNet 256 set-up (supplement Tables 1-4) and the small CPU default.
+#include <functional>
+#include <map>
+
+#include "seqgan/config.h"
+#include "seqgan/error.h"
+
+namespace seqgan {
+namespace {
+
+Config paper() {
+  Config c;  // the struct defaults are the paper's ImageNet values
+  c.preset = "paper";
+  c.data.dataset = "image-folder";
+  c.data.root = "data/imagenet/train";
+  c.data.val_root = "data/imagenet/val";
+  c.perceptual.network = "vgg16";
+  c.perceptual.weights = "weights/vgg16.safetensors";
+  c.eval.feature_network = "inception";
+  c.eval.feature_weights = "weights/pt_inception.safetensors";
+  c.train_nar = c.train_ar;
+  c.train_nar.lr_schedule = "linear";
+  c.train_nar.decay_start = 50000;
+  c.train_nar.lr_end = 0.0;
+  c.train_nar.label_smoothing = 0.1;
+  return c;
+}
+
+Config paper_large() {
+  Config c = paper();
+  c.preset = "paper-large";
+  c.transformer.width = 1024;
+  c.transformer.mlp = 4096;
+  return c;
+}
+
+// Fashion-MNIST, 28x28 padded to 32x32, on a 2-core CPU.
+Config fmnist() {
+  Config c = paper();
+  c.preset = "fmnist";
+  c.data.dataset = "fashion-mnist";
+  c.data.root = "/usr/share/datasets/fashion-mnist";
+  c.data.val_root = "";
+  c.data.channels = 1;
+  c.data.resolution = 32;
+  c.data.pad = 2;
+  c.data.random_crop = false;  // the garments are centred; crops would cut them
+  c.data.hflip = false;        // keeps class-conditional samples comparable to the data
+  // Three levels (f = 4) give an 8x8 latent grid: 64 tokens keep the transformers fast on a CPU
+  // while each code still covers a 4x4 patch, about one stroke of a garment's outline.
+  c.tokenizer.base_channels = 32;
+  c.tokenizer.channel_mult = {1, 2, 2};
+  c.tokenizer.num_res_blocks = 1;
+  c.tokenizer.mid_res_blocks = 1;
+  c.tokenizer.norm_groups = 8;
+  // K = 256 codes of dimension 32: enough for grey 4x4 patches, few enough that every code is
+  // visited many times per epoch, so usage is a meaningful figure.
+  c.tokenizer.code_dim = 32;
+  c.tokenizer.codebook_size = 256;
+  c.tokenizer.attn_window = 4;
+  c.perceptual.network = "classifier";
+  c.perceptual.weights = "runs/fmnist/classifier-loss/classifier.safetensors";
+  c.discriminator.base_channels = 32;
+  c.discriminator.max_channels = 128;
+  c.discriminator.start_iter = 1000;
+  c.train_tokenizer.batch_size = 64;
+  c.train_tokenizer.iterations = 3000;
+  c.train_tokenizer.lr = 2e-4;
+  c.train_tokenizer.lr_end = 1e-4;
+  c.train_tokenizer.d_lr = 2e-4;
+  c.train_tokenizer.log_every = 50;
+  c.train_tokenizer.image_every = 500;
+  c.train_tokenizer.checkpoint_every = 500;
+  c.phase2.batch_size = 64;
+  c.phase2.iterations = 1000;
+  c.phase2.lr = 1e-4;
+  c.phase2.lr_end = 1e-4;
+  c.transformer.layers = 4;
+  c.transformer.width = 256;
+  c.transformer.heads = 4;
+  c.transformer.mlp = 1024;
+  c.transformer.dropout = 0.1;
+  c.transformer.num_classes = 10;
+  for (auto* t : {&c.train_ar, &c.train_nar}) {
+    t->batch_size = 64;
+    t->iterations = 3000;
+    t->lr = 5e-4;
+    t->warmup = 100;
+    t->decay_start = 1000;
+    t->lr_end = 5e-5;
+    t->val_every = 250;
+    t->checkpoint_every = 500;
+  }
+  c.train_nar.lr_end = 0.0;
+  c.sample.top_p = 0.98;
+  c.sample.sample_temperature = 0.65;
+  c.eval.feature_network = "classifier";
+  c.eval.feature_weights = "runs/fmnist/classifier-eval/classifier.safetensors";
+  c.eval.num_samples = 10000;
+  return c;
+}
+
+const std::map<std::string, std::function<Config()>>& presets() {
+  static const std::map<std::string, std::function<Config()>> table{
+      {"paper", paper}, {"paper-large", paper_large}, {"fmnist", fmnist}};
+  return table;
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : presets()) out.push_back(name);
+  return out;
+}
+
+Config make_preset(const std::string& name) {
+  const auto it = presets().find(name);
+  if (it == presets().end()) {
+    std::string names;
+    for (const auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
+    throw Error(str("unknown preset '", name, "'"), str("presets are: ", names));
+  }
+  return it->second();
+}
+
+}  // namespace seqgan

@@ -1,0 +1,113 @@
+#include "seqgan/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "seqgan/error.h"
+
+namespace seqgan {
+namespace {
+std::atomic<int> g_level{static_cast<int>(LogLevel::Info)};
+std::mutex g_out_mutex;
+Progress::Callback& progress_callback() {
+  static Progress::Callback cb;
+  return cb;
+}
+std::string format_duration(double s) {
+  std::ostringstream os;
+  if (s < 60) os << std::fixed << std::setprecision(0) << s << "s";
+  else if (s < 3600) os << static_cast<int>(s / 60) << "m" << std::setw(2) << std::setfill('0') << static_cast<int>(s) % 60 << "s";
+  else os << static_cast<int>(s / 3600) << "h" << std::setw(2) << std::setfill('0') << static_cast<int>(s / 60) % 60 << "m";
+  return os.str();
+}
+}  // namespace
+
+void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
+LogLevel log_level() { return static_cast<LogLevel>(g_level.load()); }
+
+void log(LogLevel level, const std::string& message) {
+  if (static_cast<int>(level) < g_level.load()) return;
+  std::lock_guard<std::mutex> lock(g_out_mutex);
+  const char* prefix = level == LogLevel::Warn ? "warning: " : level == LogLevel::Error ? "error: " : "";
+  std::cerr << prefix << message << std::endl;
+}
+
+Progress::Progress(std::string label, int64_t total, double min_interval_s)
+    : label_(std::move(label)),
+      total_(total),
+      min_interval_s_(min_interval_s),
+      tty_(isatty(STDERR_FILENO) != 0),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_ - std::chrono::hours(1)) {
+  if (min_interval_s_ <= 0) min_interval_s_ = tty_ ? 0.2 : 10.0;
+}
+
+Progress::~Progress() {
+  if (!finished_ && tty_ && !progress_callback()) std::cerr << std::endl;
+}
+
+void Progress::set_callback(Callback cb) { progress_callback() = std::move(cb); }
+
+void Progress::update(int64_t done, const std::string& status) {
+  if (progress_callback()) {
+    progress_callback()(done, total_, status);
+    return;
+  }
+  if (static_cast<int>(LogLevel::Info) < g_level.load()) return;
+  const auto now = std::chrono::steady_clock::now();
+  const double since_last = std::chrono::duration<double>(now - last_).count();
+  if (since_last < min_interval_s_ && done < total_) return;
+  last_ = now;
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  const double frac = total_ > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total_)) : 0.0;
+  const double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0.0;
+  std::lock_guard<std::mutex> lock(g_out_mutex);
+  if (tty_) {
+    const int width = 24;
+    const int filled = static_cast<int>(std::round(frac * width));
+    std::cerr << "\r" << label_ << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
+              << done << "/" << total_ << " " << format_duration(elapsed) << "<" << format_duration(eta) << " "
+              << status << "\033[K" << std::flush;
+  } else {
+    std::cerr << label_ << " " << done << "/" << total_ << " (" << std::fixed << std::setprecision(0) << frac * 100
+              << "%, " << format_duration(elapsed) << " elapsed, " << format_duration(eta) << " left) " << status
+              << std::endl;
+  }
+}
+
+void Progress::finish(const std::string& status) {
+  if (finished_) return;
+  last_ = std::chrono::steady_clock::time_point{};
+  update(total_, status);
+  finished_ = true;
+  if (tty_ && !progress_callback()) std::cerr << std::endl;
+}
+
+MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+  std::ofstream out(path, append ? std::ios::app : std::ios::trunc);
+  SEQGAN_CHECK_HINT(out.good(), "check that the run directory is writable", "cannot open metrics file '", path, "'");
+}
+
+void MetricsWriter::write(const std::string& kind, int64_t step, const std::map<std::string, double>& values) {
+  if (path_.empty()) return;
+  std::ostringstream os;
+  os << std::setprecision(9) << "{\"kind\":\"" << kind << "\",\"step\":" << step;
+  for (const auto& [k, v] : values) {
+    os << ",\"" << k << "\":";
+    if (std::isfinite(v)) os << v;
+    else os << "null";
+  }
+  os << "}\n";
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::ofstream out(path_, std::ios::app);
+  out << os.str();
+}
+
+}  // namespace seqgan

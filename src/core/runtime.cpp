@@ -1,0 +1,61 @@
+#include "seqgan/runtime.h"
+
+#include <sched.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "seqgan/error.h"
+
+namespace seqgan {
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int set_threads(int n) {
+  SEQGAN_CHECK_HINT(n >= 0, "pass --threads 0 for all cores", "thread count must be >= 0, got ", n);
+  const int count = n == 0 ? available_cores() : n;
+  at::set_num_threads(count);
+  return at::get_num_threads();
+}
+
+std::string resolve_device(const std::string& requested) {
+  if (requested == "cpu") return "cpu";
+  const bool has_cuda = torch::cuda::is_available();
+  if (requested == "cuda") {
+    SEQGAN_CHECK_HINT(has_cuda, "build against a CUDA libtorch (CMAKE_PREFIX_PATH) on a machine with a GPU, or use --set device=cpu",
+                      "device 'cuda' requested but CUDA is not available");
+    return "cuda";
+  }
+  SEQGAN_CHECK_HINT(requested == "auto", "use auto, cpu or cuda", "unknown device '", requested, "'");
+  return has_cuda ? "cuda" : "cpu";
+}
+
+std::string machine_summary() {
+  std::string cpu = "unknown CPU";
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  utsname u{};
+  uname(&u);
+  std::string s = str(cpu, ", ", available_cores(), " cores, ", u.sysname, " ", u.release, ", libtorch ",
+                      TORCH_VERSION_MAJOR, ".", TORCH_VERSION_MINOR, ".", TORCH_VERSION_PATCH, ", ",
+                      at::get_num_threads(), " threads");
+  if (torch::cuda::is_available()) s += str(", CUDA devices: ", torch::cuda::device_count());
+  return s;
+}
+
+}  // namespace seqgan

@@ -1,0 +1,96 @@
+#include "nn/blocks.h"
+
+#include "nn/attention.h"
+#include "seqgan/error.h"
+
+namespace seqgan::nn {
+
+namespace F = torch::nn::functional;
+
+torch::nn::GroupNorm make_norm(int64_t channels, const NormSpec& spec) {
+  SEQGAN_CHECK_HINT(channels % spec.groups == 0, "choose widths divisible by tokenizer.norm_groups",
+                    "GroupNorm over ", channels, " channels needs a group count dividing it, got ", spec.groups);
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(spec.groups, channels).eps(spec.eps).affine(true));
+}
+
+namespace {
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, bool bias) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).padding(k / 2).bias(bias));
+}
+}  // namespace
+
+ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, const NormSpec& norm, bool skip_on_output)
+    : skip_on_output_(skip_on_output) {
+  norm1 = register_module("norm1", make_norm(in_channels, norm));
+  conv1 = register_module("conv1", conv(in_channels, out_channels, 3, false));
+  norm2 = register_module("norm2", make_norm(out_channels, norm));
+  conv2 = register_module("conv2", conv(out_channels, out_channels, 3, false));
+  if (in_channels != out_channels)
+    skip = register_module("skip", conv(skip_on_output ? out_channels : in_channels, out_channels, 1, false));
+}
+
+at::Tensor ResBlockImpl::forward(const at::Tensor& x) {
+  auto h = conv1(at::silu(norm1(x)));
+  h = conv2(at::silu(norm2(h)));
+  if (!skip) return x + h;
+  return skip_on_output_ ? h + skip(h) : skip(x) + h;
+}
+
+UpsampleImpl::UpsampleImpl(int64_t channels) { conv = register_module("conv", nn::conv(channels, channels, 3, true)); }
+
+at::Tensor UpsampleImpl::forward(const at::Tensor& x) {
+  // [B, C, H, W] -> [B, C, 2H, 2W]
+  return conv(F::interpolate(x, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest)));
+}
+
+WindowAttentionImpl::WindowAttentionImpl(int64_t channels, int64_t heads, int64_t window, Mode mode,
+                                         const NormSpec& norm_spec)
+    : channels_(channels), heads_(heads), window_(window), mode_(mode) {
+  SEQGAN_CHECK(channels % heads == 0, "width ", channels, " is not divisible by ", heads, " heads");
+  SEQGAN_CHECK(window >= 1, "attention window must be >= 1, got ", window);
+  norm = register_module("norm", make_norm(channels, norm_spec));
+  q = register_module("q", torch::nn::Linear(channels, channels));
+  k = register_module("k", torch::nn::Linear(channels, channels));
+  v = register_module("v", torch::nn::Linear(channels, channels));
+  proj_out = register_module("proj_out", torch::nn::Linear(channels, channels));
+  torch::NoGradGuard no_grad;
+  proj_out->weight.zero_();
+  proj_out->bias.zero_();
+}
+
+at::Tensor WindowAttentionImpl::forward(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), b = window_;
+  const int64_t Hp = (H + b - 1) / b * b, Wp = (W + b - 1) / b * b, nh = Hp / b, nw = Wp / b;
+  auto h = norm(x);
+  const bool padded = Hp != H || Wp != W;
+  if (padded) h = F::pad(h, F::PadFuncOptions({0, Wp - W, 0, Hp - H}));
+  // Grouping as a permutation of [B, C, nh, b, nw, b]; `inverse` undoes it.
+  const bool regional = mode_ == Mode::Regional;
+  const std::vector<int64_t> perm = regional ? std::vector<int64_t>{0, 2, 4, 3, 5, 1} : std::vector<int64_t>{0, 3, 5, 2, 4, 1};
+  const std::vector<int64_t> inverse = regional ? std::vector<int64_t>{0, 5, 1, 3, 2, 4} : std::vector<int64_t>{0, 5, 3, 1, 4, 2};
+  const int64_t groups = regional ? nh * nw : b * b, len = regional ? b * b : nh * nw;
+  auto group = [&](const at::Tensor& t, int64_t batch, int64_t ch) {
+    return t.view({batch, ch, nh, b, nw, b}).permute(perm).reshape({batch * groups, len, ch});
+  };
+  auto tokens = group(h, B, C);  // [B*G, L, C]
+  const int64_t d = C / heads_;
+  auto split = [&](const at::Tensor& t) { return t.view({B * groups, len, heads_, d}).transpose(1, 2); };
+  at::Tensor mask;
+  if (padded) {
+    // Additive mask: padded keys get a large negative score (finite, so a group that is entirely
+    // padding yields no NaN; its rows are cropped away).
+    auto valid = at::zeros({1, 1, Hp, Wp}, x.options());
+    valid.slice(2, 0, H).slice(3, 0, W).fill_(1);
+    mask = ((group(valid, 1, 1).view({groups, len}) - 1) * 1e9).repeat({B, 1}).view({B * groups, 1, 1, len});
+  }
+  auto out = attention(split(q(tokens)), split(k(tokens)), split(v(tokens)), mask);  // [B*G, heads, L, d]
+  out = proj_out(out.transpose(1, 2).reshape({B * groups, len, C}));
+  // [B*G, L, C] -> [B, C, Hp, Wp]
+  const std::vector<int64_t> grouped_shape =
+      regional ? std::vector<int64_t>{B, nh, nw, b, b, C} : std::vector<int64_t>{B, b, b, nh, nw, C};
+  out = out.view(grouped_shape).permute(inverse).reshape({B, C, Hp, Wp});
+  if (padded) out = out.slice(2, 0, H).slice(3, 0, W);
+  return x + out;
+}
+
+}  // namespace seqgan::nn

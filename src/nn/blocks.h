@@ -1,0 +1,63 @@
+// Reusable convolutional and attention blocks of the tokenizer (SPEC section 2).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+namespace seqgan::nn {
+
+struct NormSpec {
+  int groups = 32;
+  double eps = 1e-6;
+};
+
+torch::nn::GroupNorm make_norm(int64_t channels, const NormSpec& spec);
+
+// GN, SiLU, conv3x3, GN, SiLU, conv3x3 (no biases). When the width changes, a 1x1 conv (no bias)
+// either maps the block's output h to h + conv(h) (MaskGIT layout, `skip_on_output`) or maps the
+// input onto the residual path (conventional layout).
+class ResBlockImpl : public torch::nn::Module {
+ public:
+  ResBlockImpl(int64_t in_channels, int64_t out_channels, const NormSpec& norm, bool skip_on_output);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  bool skip_on_output_;
+  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, skip{nullptr};
+};
+TORCH_MODULE(ResBlock);
+
+// Nearest x2 upsampling then conv3x3 (bias), width unchanged.
+class UpsampleImpl : public torch::nn::Module {
+ public:
+  explicit UpsampleImpl(int64_t channels);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  torch::nn::Conv2d conv{nullptr};
+};
+TORCH_MODULE(Upsample);
+
+// Attention among groups of positions of a feature map: "regional" groups are the non-overlapping
+// b x b windows, "dilated" groups are the positions sharing one offset inside their window (a
+// stride-b grid). Norm, q/k/v/out projections with bias, residual; the output projection starts
+// at zero so that adding the block leaves a trained network's output unchanged. Sizes that are not
+// multiples of b are padded; padded positions are masked out as keys and cropped from the output.
+class WindowAttentionImpl : public torch::nn::Module {
+ public:
+  enum class Mode { Regional, Dilated };
+  WindowAttentionImpl(int64_t channels, int64_t heads, int64_t window, Mode mode, const NormSpec& norm);
+  at::Tensor forward(const at::Tensor& x);  // [B, C, H, W] -> [B, C, H, W]
+
+ private:
+  int64_t channels_, heads_, window_;
+  Mode mode_;
+  torch::nn::GroupNorm norm{nullptr};
+  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, proj_out{nullptr};
+};
+TORCH_MODULE(WindowAttention);
+
+}  // namespace seqgan::nn

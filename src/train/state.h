@@ -1,0 +1,27 @@
+// Counters and random state a training loop needs to resume exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "seqgan/checkpoint.h"
+
+namespace seqgan {
+
+struct TrainState {
+  int64_t step = 0;       // optimiser steps done
+  int64_t epoch = 0;      // data epoch in progress
+  int64_t position = 0;   // batches of that epoch already consumed
+  int64_t d_steps = 0;    // discriminator steps (lazy R1 cadence)
+  int64_t nonfinite_in_row = 0;
+
+  // Counters go into the metadata, the RNG states (CPU, and CUDA when present) into tensors.
+  void to_meta(CheckpointMeta& meta, safetensors::TensorMap& tensors) const;
+  // Reads the counters and restores the RNG states.
+  static TrainState from_meta(const CheckpointMeta& meta, const safetensors::TensorMap& tensors);
+};
+
+// The tensors whose names start with `prefix`, with the prefix removed.
+safetensors::TensorMap with_prefix(const safetensors::TensorMap& tensors, const std::string& prefix);
+
+}  // namespace seqgan

@@ -1,0 +1,381 @@
+#include "train/tokenizer_trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "core/autocast.h"
+#include "losses/discriminator.h"
+#include "losses/perceptual.h"
+#include "seqgan/checkpoint.h"
+#include "seqgan/error.h"
+#include "seqgan/image.h"
+#include "seqgan/runtime.h"
+#include "tokenizer/tokenizer.h"
+#include "train/optim.h"
+#include "train/state.h"
+
+namespace seqgan {
+
+namespace {
+
+void set_requires_grad(torch::nn::Module& m, bool on) {
+  for (auto& p : m.parameters()) p.set_requires_grad(on);
+}
+
+// The hyper-parameters of the phase being trained.
+struct PhaseSettings {
+  int64_t batch_size, iterations;
+  double lr, lr_end, beta1, beta2, alpha;
+  std::string schedule;
+  int64_t warmup;
+};
+
+PhaseSettings phase_settings(const Config& c, int phase) {
+  const auto& t = c.train_tokenizer;
+  if (phase == 1) return {t.batch_size, t.iterations, t.lr, t.lr_end, t.beta1, t.beta2, c.perceptual.alpha, t.lr_schedule, t.warmup};
+  const auto& p = c.phase2;
+  return {p.batch_size, p.iterations, p.lr, p.lr_end, p.beta1, p.beta2, p.alpha, "cosine", 0};
+}
+
+// VQGAN's adaptive weight: |grad L_rec| / |grad L_G| at the decoder's last layer.
+at::Tensor adaptive_weight(const at::Tensor& rec_loss, const at::Tensor& g_loss, const at::Tensor& last_layer) {
+  const auto g_rec = torch::autograd::grad({rec_loss}, {last_layer}, {}, true)[0];
+  const auto g_gan = torch::autograd::grad({g_loss}, {last_layer}, {}, true)[0];
+  return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0.0, 1e4).detach();
+}
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os << std::setprecision(4) << v;
+  return os.str();
+}
+
+}  // namespace
+
+TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
+  SEQGAN_CHECK(opt.phase == 1 || opt.phase == 2, "phase must be 1 or 2, got ", opt.phase);
+  SEQGAN_CHECK_HINT(!opt.run_dir.empty(), "pass --out DIR", "no run directory given");
+  const bool phase2 = opt.phase == 2;
+  const std::string ckpt_path = opt.run_dir + "/checkpoint.safetensors";
+  const std::string model_path = opt.run_dir + "/tokenizer.safetensors";
+  Config config = opt.config;
+
+  // On resume the run's own configuration is authoritative: it fixed the architecture.
+  safetensors::File resume_file;
+  CheckpointMeta resume_meta;
+  if (opt.resume) {
+    SEQGAN_CHECK_HINT(file_exists(ckpt_path), "start without --resume, or point --out at the interrupted run",
+                      "nothing to resume: '", ckpt_path, "' does not exist");
+    resume_file = safetensors::load(ckpt_path);
+    resume_meta = CheckpointMeta::from_metadata(resume_file.header.metadata, ckpt_path);
+    SEQGAN_CHECK(resume_meta.kind == "tokenizer-train", ckpt_path, " is a '", resume_meta.kind,
+                 "' checkpoint, not a tokenizer training state");
+    SEQGAN_CHECK_HINT(resume_meta.extra["phase"] == std::to_string(opt.phase), "resume with the phase the run was started with",
+                      ckpt_path, " is a phase-", resume_meta.extra["phase"], " run, not phase ", opt.phase);
+    const int threads = config.threads;
+    const std::string device = config.device;
+    config = config_from_json(resume_meta.config_json, ckpt_path);
+    config.threads = threads;  // where to run may change between invocations, what to train may not
+    config.device = device;
+  }
+  const auto device = to_device(resolve_device(config.device));
+  const bool cuda = device.is_cuda();
+  torch::manual_seed(config.seed);
+
+  // Model.
+  LoadedTokenizer init;
+  if (phase2 && !opt.resume) {
+    SEQGAN_CHECK_HINT(!opt.init.empty(), "pass --init RUN/tokenizer.safetensors of a phase-1 run",
+                      "phase 2 starts from a phase-1 tokenizer");
+    init = load_tokenizer(opt.init, device);
+    SEQGAN_CHECK(init.phase == 1, opt.init, " is already a phase-", init.phase, " tokenizer");
+    SEQGAN_CHECK_HINT(init.config.data.channels == config.data.channels && init.config.data.resolution == config.data.resolution,
+                      "use the data settings of the phase-1 run", "phase-1 tokenizer was trained on ", init.config.data.channels,
+                      "-channel ", init.config.data.resolution, "px images, this run uses ", config.data.channels, "-channel ",
+                      config.data.resolution, "px");
+    config.tokenizer = init.config.tokenizer;
+    config.quantizer = init.config.quantizer;
+    config.tokenizer.decoder_attn_pairs += config.phase2.attn_pairs;
+  }
+  const PhaseSettings ps = phase_settings(config, opt.phase);
+  Tokenizer model{nullptr};
+  if (init.model) {
+    model = init.model;
+    model->decoder->add_attention(config.phase2.attn_pairs, config.tokenizer);
+  } else {
+    model = Tokenizer(config.tokenizer, config.quantizer, config.data.channels);
+  }
+  model->to(device);
+  model->train();
+  if (phase2) {
+    model->encoder->eval();
+    model->quantizer->eval();
+    set_requires_grad(*model->encoder, false);
+    set_requires_grad(*model->quantizer, false);
+    model->quantizer->regularize = false;
+  }
+  Discriminator disc(config.discriminator, config.data.channels, config.data.resolution);
+  disc->to(device);
+  if (phase2 && !opt.resume && !config.phase2.fresh_discriminator) {
+    const std::string phase1_state = (std::filesystem::path(opt.init).parent_path() / "checkpoint.safetensors").string();
+    SEQGAN_CHECK_HINT(file_exists(phase1_state), "keep the phase-1 run directory whole, or --set phase2.fresh_discriminator=true",
+                      "the discriminator continues from phase 1, but '", phase1_state, "' is missing");
+    load_state_dict(*disc, with_prefix(safetensors::load(phase1_state).tensors, "disc."), {}, phase1_state);
+  }
+  PerceptualOptions per_options = PerceptualOptions::from_config(config.perceptual);
+  per_options.alpha = ps.alpha;
+  PerceptualLoss per_loss(per_options, load_feature_network(config.perceptual.network, config.perceptual.weights, device));
+  per_loss->to(device);
+
+  // Optimisers.
+  Adam opt_g({ps.lr, ps.beta1, ps.beta2, 1e-8, 0.0});
+  for (const auto& p : model->named_parameters())
+    if (p.value().requires_grad()) opt_g.add(p.key(), p.value());
+  Adam opt_d({config.train_tokenizer.d_lr, ps.beta1, ps.beta2, 1e-8, 0.0});
+  for (const auto& p : disc->named_parameters()) opt_d.add(p.key(), p.value());
+
+  // State.
+  TrainState st;
+  if (opt.resume) {
+    LoadOptions only_model;
+    only_model.prefixes = {"encoder.", "quantizer.", "decoder."};
+    load_state_dict(*model, resume_file.tensors, only_model, ckpt_path);
+    load_state_dict(*disc, with_prefix(resume_file.tensors, "disc."), {}, ckpt_path);
+    opt_g.load_state(resume_file.tensors, "opt_g.", ckpt_path);
+    opt_d.load_state(resume_file.tensors, "opt_d.", ckpt_path);
+    st = TrainState::from_meta(resume_meta, resume_file.tensors);
+    resume_file = {};
+  }
+
+  RunDir run(opt.run_dir, config, opt.rank == 0);
+  const auto train_set = open_dataset(config.data, "train");
+  if (run.writer()) train_set->write_class_list(run.path());
+  LoaderOptions lo;
+  lo.batch_size = ps.batch_size;
+  lo.num_workers = config.data.num_workers;
+  lo.prefetch = config.data.prefetch;
+  lo.seed = config.seed;
+  Loader loader(train_set, lo, train_transform(config.data));
+  SEQGAN_CHECK_HINT(loader.batches_per_epoch() > 0, "lower the batch size", "the data set (", train_set->size(),
+                    " images) gives no full batch of ", ps.batch_size);
+  loader.start_epoch(st.epoch, st.position);
+
+  // A fixed batch of held-out images for the reconstruction grids.
+  at::Tensor preview;
+  if (run.writer()) {
+    std::shared_ptr<Dataset> test_set;
+    try {
+      test_set = open_dataset(config.data, "test");
+    } catch (const Error&) {
+      test_set = train_set;
+    }
+    const Transform t(eval_transform(config.data));
+    std::vector<at::Tensor> imgs;
+    for (int64_t i = 0; i < std::min<int64_t>(8, test_set->size()); ++i)
+      imgs.push_back(image_to_tensor(t.apply(test_set->load(i).image, config.seed, 0, i)));
+    preview = at::stack(imgs).to(device);
+    std::filesystem::create_directories(run.file("samples"));
+  }
+
+  const auto& tt = config.train_tokenizer;
+  auto save = [&](const std::string& why) {
+    if (!run.writer()) return;
+    st.epoch = loader.epoch();
+    st.position = loader.position();
+    safetensors::TensorMap t;
+    for (const auto& [k, v] : state_dict(*model)) t[k] = v;
+    for (const auto& [k, v] : state_dict(*disc)) t["disc." + k] = v;
+    opt_g.save_state(t, "opt_g.");
+    opt_d.save_state(t, "opt_d.");
+    CheckpointMeta meta;
+    meta.kind = "tokenizer-train";
+    meta.config_json = config_to_json(config, -1);
+    meta.step = st.step;
+    meta.extra["phase"] = std::to_string(opt.phase);
+    st.to_meta(meta, t);
+    safetensors::save(ckpt_path, t, meta.to_metadata());
+    CheckpointMeta model_meta;
+    model_meta.kind = "tokenizer";
+    model_meta.config_json = meta.config_json;
+    model_meta.step = st.step;
+    model_meta.extra["phase"] = std::to_string(opt.phase);
+    save_checkpoint(model_path, *model, model_meta);
+    log_info(str("step ", st.step, " | checkpoint written (", why, "): ", model_path));
+  };
+  auto write_preview = [&]() {
+    if (!run.writer()) return;
+    torch::NoGradGuard ng;
+    model->eval();
+    const auto rec = model->forward(preview).reconstruction.to(at::kFloat);
+    model->train();
+    if (phase2) {
+      model->encoder->eval();
+      model->quantizer->eval();
+    }
+    std::ostringstream name;
+    name << run.file("samples") << "/recon_" << std::setw(7) << std::setfill('0') << st.step << ".png";
+    write_png(name.str(), make_grid(at::cat({preview, rec}), preview.size(0)));
+  };
+
+  log_info(str("train-tokenizer phase ", opt.phase, " | ", count_parameters(*model), " parameters (",
+               opt_g.params().size(), " tensors trained) | ", train_set->size(), " images | batch ", ps.batch_size,
+               " | ", ps.iterations, " steps | ", device.str(), " | ", machine_summary()));
+  if (opt.resume) log_info(str("resuming at step ", st.step, " (epoch ", st.epoch, ", batch ", st.position, ")"));
+
+  TokenizerTrainResult result;
+  Progress progress(str("phase ", opt.phase), ps.iterations);
+  std::map<std::string, double> window;  // sums over the log window
+  int64_t window_steps = 0, window_images = 0, done_here = 0;
+  at::Tensor window_hist = at::zeros({config.tokenizer.codebook_size}, at::kLong);
+  auto window_start = std::chrono::steady_clock::now();
+  const bool autocast = cuda && tt.autocast_bf16;
+
+  while (st.step < ps.iterations) {
+    if ((opt.stop && opt.stop()) || (opt.max_steps >= 0 && done_here >= opt.max_steps)) {
+      result.interrupted = true;
+      break;
+    }
+    Batch batch;
+    if (!loader.next(batch)) {
+      loader.start_epoch(loader.epoch() + 1);
+      continue;
+    }
+    const auto x = batch.images.to(device);
+    const double lr = schedule_lr(ps.schedule, st.step, ps.iterations, ps.lr, ps.lr_end, ps.warmup, 0);
+    opt_g.set_lr(lr);
+
+    // Generator (tokenizer) step.
+    at::Tensor rec, vq_loss = at::zeros({}, x.options());
+    QuantizerOutput q;
+    {
+      AutocastGuard ac(autocast);
+      if (phase2) {
+        {
+          torch::NoGradGuard ng;
+          q.indices = model->encode_indices(x);
+        }
+        rec = model->decoder->forward(model->quantizer->lookup(q.indices)).to(at::kFloat);
+      } else {
+        auto out = model->forward(x);
+        q = out.quant;
+        rec = out.reconstruction.to(at::kFloat);
+        vq_loss = q.codebook_loss + q.commit_loss + q.entropy_loss;
+      }
+    }
+    const auto l1 = (x - rec).abs().mean();
+    const auto per = per_loss->forward(rec, x);
+    const auto rec_loss = tt.l1_weight * l1 + per.loss;
+    auto loss = rec_loss + vq_loss;
+    const bool gan = st.step >= config.discriminator.start_iter;
+    at::Tensor g_adv;
+    double adv_w = 0;
+    if (gan) {
+      set_requires_grad(*disc, false);
+      {
+        AutocastGuard ac(autocast);
+        g_adv = generator_loss(disc->forward(rec).to(at::kFloat));
+      }
+      adv_w = config.discriminator.adv_weight;
+      if (config.discriminator.adaptive_weight)
+        adv_w *= adaptive_weight(rec_loss, g_adv, model->decoder->last_layer_weight()).item<double>();
+      loss = loss + adv_w * g_adv;
+    }
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      ++st.nonfinite_in_row;
+      log_warn(str("step ", st.step, ": non-finite loss (", loss_value, "), step skipped (", st.nonfinite_in_row, " in a row)"));
+      SEQGAN_CHECK_HINT(st.nonfinite_in_row < tt.max_nonfinite, "lower the learning rate, or resume from the last checkpoint",
+                        "stopping: ", st.nonfinite_in_row, " non-finite losses in a row");
+      opt_g.zero_grad();
+      continue;
+    }
+    st.nonfinite_in_row = 0;
+    opt_g.zero_grad();
+    loss.backward();
+    opt_g.step();
+
+    // Discriminator step, with the lazy R1 penalty every r1_interval of its steps.
+    double d_loss_value = 0, r1_value = 0;
+    if (gan) {
+      set_requires_grad(*disc, true);
+      ++st.d_steps;
+      const bool do_r1 = config.discriminator.r1_gamma > 0 && st.d_steps % config.discriminator.r1_interval == 0;
+      auto real = x.detach();
+      if (do_r1) real.requires_grad_(true);
+      at::Tensor d_loss, real_logits;
+      {
+        AutocastGuard ac(autocast);
+        real_logits = disc->forward(real).to(at::kFloat);
+        d_loss = discriminator_loss(real_logits, disc->forward(rec.detach()).to(at::kFloat));
+      }
+      d_loss_value = d_loss.item<double>();
+      if (do_r1) {
+        const auto r1 = r1_penalty(real_logits, real, config.discriminator.r1_gamma);
+        r1_value = r1.item<double>();
+        d_loss = d_loss + r1 * config.discriminator.r1_interval;
+      }
+      opt_d.zero_grad();
+      d_loss.backward();
+      opt_d.step();
+    }
+    ++st.step;
+    ++done_here;
+
+    // Logging.
+    window["loss"] += loss_value;
+    window["l1"] += l1.item<double>();
+    window["perceptual"] += per.loss.item<double>();
+    if (!phase2) {
+      window["codebook"] += q.codebook_loss.item<double>();
+      window["commit"] += q.commit_loss.item<double>();
+      window["entropy_loss"] += q.entropy_loss.item<double>();
+      window["soft_usage_entropy"] += q.soft_usage_entropy;
+      window["perplexity"] += q.perplexity;
+      window["codes_in_batch"] += static_cast<double>(q.codes_used);
+    }
+    if (gan) {
+      window["g_adv"] += g_adv.item<double>();
+      window["adv_weight"] += adv_w;
+      window["d_loss"] += d_loss_value;
+    }
+    if (r1_value > 0) window["r1"] += r1_value * config.discriminator.r1_interval;
+    window_hist += code_histogram(q.indices, config.tokenizer.codebook_size);
+    ++window_steps;
+    window_images += x.size(0);
+    progress.update(st.step, str("loss ", fmt(loss_value)));
+    if (st.step % tt.log_every == 0 || st.step == ps.iterations) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      std::map<std::string, double> m;
+      for (const auto& [k, v] : window) m[k] = v / static_cast<double>(window_steps);
+      m["lr"] = lr;
+      m["img_per_s"] = static_cast<double>(window_images) / std::max(secs, 1e-9);
+      m["usage_window"] = (window_hist > 0).sum().item<double>() / static_cast<double>(config.tokenizer.codebook_size);
+      std::ostringstream line;
+      line << "step " << st.step << " | loss " << fmt(m["loss"]) << " | l1 " << fmt(m["l1"]) << " | per "
+           << fmt(m["perceptual"]);
+      if (!phase2)
+        line << " | vq " << fmt(m["codebook"] + m["commit"]) << " | ent " << fmt(m["entropy_loss"]) << " | ppl "
+             << fmt(m["perplexity"]) << " | usage " << fmt(100 * m["usage_window"]) << "%";
+      if (gan) line << " | g_adv " << fmt(m["g_adv"]) << " | d " << fmt(m["d_loss"]);
+      line << " | lr " << fmt(lr) << " | " << std::fixed << std::setprecision(1) << m["img_per_s"] << " img/s";
+      log_info(line.str());
+      run.metrics().write(phase2 ? "tokenizer_phase2" : "tokenizer_phase1", st.step, m);
+      window.clear();
+      window_hist.zero_();
+      window_steps = window_images = 0;
+      window_start = std::chrono::steady_clock::now();
+    }
+    if (st.step % tt.image_every == 0 || st.step == ps.iterations) write_preview();
+    if (st.step % tt.checkpoint_every == 0 && st.step < ps.iterations) save("periodic");
+  }
+  if (!result.interrupted) progress.finish();
+  save(result.interrupted ? "interrupted" : "final");
+  result.step = st.step;
+  result.tokenizer_path = model_path;
+  return result;
+}
+
+}  // namespace seqgan

@@ -1,0 +1,39 @@
+// Tokenizer training, both phases (SPEC sections 1-3).
+//
+// Phase 1: encoder, codebook and convolution-only decoder with L1 + VQ + entropy regulariser +
+// perceptual loss (alpha) + adversarial loss. Phase 2: encoder and codebook frozen (eval mode, no
+// gradients, not in the optimiser), B&D attention added to the decoder, decoder fine-tuned with
+// the phase-2 alpha; the discriminator continues from phase 1.
+//
+// A run directory holds config.json, metrics.jsonl, tokenizer.safetensors (the model, kind
+// "tokenizer"), checkpoint.safetensors (everything needed to resume exactly: model,
+// discriminator, both optimisers, RNG state, data position) and samples/.
+#pragma once
+
+#include <string>
+
+#include "seqgan/config.h"
+#include "train/run.h"
+
+namespace seqgan {
+
+struct TokenizerTrainOptions {
+  Config config;
+  std::string run_dir;
+  int phase = 1;
+  std::string init;     // phase 2: the phase-1 tokenizer.safetensors
+  bool resume = false;  // continue from run_dir/checkpoint.safetensors
+  StopFlag stop;        // polled every step; true writes a checkpoint and returns
+  int64_t max_steps = -1;  // stop (with a checkpoint) after this many steps of this call
+  int rank = 0;         // only rank 0 writes
+};
+
+struct TokenizerTrainResult {
+  int64_t step = 0;          // steps done in total
+  bool interrupted = false;  // stopped by `stop` or `max_steps` before the last iteration
+  std::string tokenizer_path;
+};
+
+TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& options);
+
+}  // namespace seqgan

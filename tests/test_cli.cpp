@@ -1,0 +1,102 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "seqgan/cli.h"
+#include "seqgan/config.h"
+
+using namespace seqgan;
+
+namespace {
+struct Result {
+  int code;
+  std::string out, err;
+};
+Result run(const std::vector<std::string>& args) {
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  const int code = run_cli(args);
+  return {code, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
+}
+}  // namespace
+
+TEST(Cli, TopLevelHelpListsEveryCommand) {
+  const auto r = run({"--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const auto& c : cli_commands()) EXPECT_NE(r.out.find(c.name), std::string::npos) << c.name;
+  EXPECT_EQ(run({}).code, 2);
+}
+
+TEST(Cli, EveryCommandHasHelpWithItsOptionsAndRealDefaults) {
+  for (const auto& c : cli_commands()) {
+    const auto r = run({c.name, "--help"});
+    EXPECT_EQ(r.code, 0) << c.name;
+    for (const auto& o : c.options) {
+      EXPECT_NE(r.out.find(o.name), std::string::npos) << c.name << " " << o.name;
+      if (!o.value_name.empty() && !o.default_value.empty())
+        EXPECT_NE(r.out.find("(default: " + o.default_value + ")"), std::string::npos) << c.name << " " << o.name;
+    }
+  }
+}
+
+TEST(Cli, EveryOptionIsAccepted) {
+  // Each option parses (with a plausible value); the command may still fail later for other
+  // reasons, but never with a usage error (exit code 2) about that option.
+  for (const auto& c : cli_commands()) {
+    for (const auto& o : c.options) {
+      if (o.name == "--config" || o.name == "--preset" || o.name == "--set" || o.name == "--device") continue;
+      std::vector<std::string> args{c.name};
+      for (const auto& p : c.positionals) args.push_back(p.find("...") != std::string::npos ? "x" : "x");
+      args.push_back(o.name);
+      if (!o.value_name.empty()) args.push_back(o.default_value.empty() ? "1" : o.default_value);
+      const auto r = run(args);
+      EXPECT_EQ(r.err.find("unknown option"), std::string::npos) << c.name << " " << o.name << ": " << r.err;
+      EXPECT_EQ(r.err.find("needs a value"), std::string::npos) << c.name << " " << o.name << ": " << r.err;
+    }
+  }
+}
+
+TEST(Cli, InfoJsonPrintsResolvedConfig) {
+  const auto r = run({"info", "--preset", "fmnist", "--json", "--set", "tokenizer.codebook_size=128", "--threads", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["preset"], "fmnist");
+  EXPECT_EQ(j["config"]["tokenizer"]["codebook_size"], 128);
+  EXPECT_EQ(j["config"]["threads"], 1);
+  EXPECT_TRUE(j.contains("parameters"));
+  EXPECT_EQ(j["derived"]["tokens_per_image"], 64);
+}
+
+TEST(Cli, MistakesAreClearErrors) {
+  auto r = run({"infoo"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("did you mean 'info'"), std::string::npos) << r.err;
+  r = run({"info", "--preest", "paper"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("did you mean '--preset'"), std::string::npos) << r.err;
+  r = run({"info", "--preset", "imagenet"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("unknown preset 'imagenet'"), std::string::npos) << r.err;
+  r = run({"info", "--set", "tokenizer.codebok_size=5"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("tokenizer.codebook_size"), std::string::npos) << r.err;
+  r = run({"info", "--set", "perceptual.alpha=2"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("out of range"), std::string::npos) << r.err;
+  r = run({"info", "--config", "/nonexistent/config.json"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("cannot open configuration file"), std::string::npos) << r.err;
+}
+
+TEST(Cli, HelpConfigListsEveryKey) {
+  const auto r = run({"help-config", "--preset", "fmnist"});
+  ASSERT_EQ(r.code, 0);
+  for (const auto& f : config_fields(make_preset("fmnist"))) EXPECT_NE(r.out.find(f.path + " = " + f.value), std::string::npos) << f.path;
+}
+
+TEST(Cli, BinaryExitCodes) {
+  EXPECT_EQ(std::system((std::string(SEQGAN_BINARY) + " --version > /dev/null").c_str()), 0);
+  const int status = std::system((std::string(SEQGAN_BINARY) + " nosuchcommand 2> /dev/null").c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}

@@ -1,0 +1,129 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "seqgan/config.h"
+#include "seqgan/error.h"
+
+using namespace seqgan;
+
+namespace {
+// Runs f, expects a seqgan::Error whose text contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    FAIL() << "expected seqgan::Error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const auto& p : parts) EXPECT_NE(what.find(p), std::string::npos) << "'" << p << "' not in: " << what;
+  }
+}
+}  // namespace
+
+TEST(Config, PresetsResolveAndValidate) {
+  for (const auto& name : preset_names()) {
+    const Config c = make_preset(name);
+    EXPECT_EQ(c.preset, name);
+    EXPECT_NO_THROW(validate(c));
+  }
+  const Config paper = make_preset("paper");
+  EXPECT_EQ(paper.tokenizer.codebook_size, 1024);
+  EXPECT_EQ(latent_size(paper), 16);
+  EXPECT_EQ(transformer_seq_len(paper), 256);
+  EXPECT_EQ(transformer_vocab_size(paper), 1024 + 1000 + 1);
+  EXPECT_EQ(make_preset("paper-large").transformer.width, 1024);
+  const Config fm = make_preset("fmnist");
+  EXPECT_EQ(fm.data.channels, 1);
+  EXPECT_EQ(latent_size(fm), 8);
+}
+
+TEST(Config, WrongPresetNameIsAnErrorListingPresets) {
+  expect_error([] { make_preset("papper"); }, {"unknown preset 'papper'", "fmnist", "paper-large"});
+}
+
+TEST(Config, JsonRoundTrip) {
+  Config c = make_preset("fmnist");
+  c.tokenizer.channel_mult = {1, 2, 4, 4};
+  c.perceptual.alpha = 0.25;
+  c.seed = 1234567890123ULL;
+  const std::string text = config_to_json(c);
+  const Config back = config_from_json(text);
+  EXPECT_EQ(config_to_json(back), text);
+  EXPECT_EQ(back.tokenizer.channel_mult, (std::vector<int>{1, 2, 4, 4}));
+  EXPECT_EQ(back.seed, 1234567890123ULL);
+}
+
+TEST(Config, FileNamesItsPresetAndOverrides) {
+  const Config c = config_from_json(R"({"preset": "fmnist", "tokenizer": {"codebook_size": 128}})");
+  EXPECT_EQ(c.preset, "fmnist");
+  EXPECT_EQ(c.tokenizer.codebook_size, 128);
+  EXPECT_EQ(c.data.channels, 1);  // from the preset
+}
+
+TEST(Config, UnknownKeyNamesItAndSuggestsClosest) {
+  expect_error([] { config_from_json(R"({"tokenizer": {"codebok_size": 512}})"); },
+               {"unknown key 'tokenizer.codebok_size'", "did you mean 'tokenizer.codebook_size'"});
+  Config c;
+  expect_error([&] { config_set(c, "quantiser.beta", "0.5"); }, {"'quantiser.beta'", "quantizer.beta"});
+}
+
+TEST(Config, OutOfRangeValueNamesFieldAndRange) {
+  Config c = make_preset("fmnist");
+  config_set(c, "perceptual.alpha", "1.5");
+  expect_error([&] { validate(c); }, {"perceptual.alpha = 1.5", "out of range [0, 1]"});
+  expect_error([] { config_from_json(R"({"data": {"resolution": 0}})"); }, {"data.resolution = 0", "[8, 4096]"});
+  expect_error([] { config_from_json(R"({"device": "tpu"})"); }, {"device = \"tpu\"", "auto | cpu | cuda"});
+}
+
+TEST(Config, WrongTypeIsAnError) {
+  Config c;
+  expect_error([&] { config_set(c, "tokenizer.base_channels", "wide"); }, {"tokenizer.base_channels expects an integer"});
+  expect_error([&] { config_set(c, "tokenizer.base_channels", "1.5"); }, {"expects an integer"});
+  expect_error([&] { config_set(c, "data.hflip", "maybe"); }, {"data.hflip expects true or false"});
+  expect_error([&] { config_set(c, "tokenizer.channel_mult", "3"); }, {"list of integers"});
+  expect_error([] { config_from_json("{not json"); }, {"not valid JSON"});
+  expect_error([] { config_from_json("[1, 2]"); }, {"expected a JSON object"});
+}
+
+TEST(Config, CrossFieldRules) {
+  Config c = make_preset("paper");
+  c.data.resolution = 200;  // not divisible by f = 16
+  expect_error([&] { validate(c); }, {"data.resolution (200)", "f = 16"});
+  c = make_preset("paper");
+  c.transformer.heads = 7;
+  expect_error([&] { validate(c); }, {"transformer.width (768)", "transformer.heads (7)"});
+  c = make_preset("paper");
+  c.perceptual.sem_taps = {"relu5_3", "logits"};
+  expect_error([&] { validate(c); }, {"tap 'logits' is unknown"});
+}
+
+TEST(Config, OverridesParseEveryType) {
+  Config c = make_preset("paper");
+  config_apply_override(c, "tokenizer.channel_mult=[1,2]");
+  config_apply_override(c, "data.hflip=false");
+  config_apply_override(c, "data.root=/tmp/some dir");
+  config_apply_override(c, "train_ar.lr=3e-4");
+  config_apply_override(c, "perceptual.sem_taps=[\"logit\"]");
+  config_apply_override(c, "seed=42");
+  EXPECT_EQ(c.tokenizer.channel_mult, (std::vector<int>{1, 2}));
+  EXPECT_FALSE(c.data.hflip);
+  EXPECT_EQ(c.data.root, "/tmp/some dir");
+  EXPECT_DOUBLE_EQ(c.train_ar.lr, 3e-4);
+  EXPECT_EQ(c.perceptual.sem_taps, (std::vector<std::string>{"logit"}));
+  EXPECT_EQ(c.seed, 42u);
+  expect_error([&] { config_apply_override(c, "no-equals-sign"); }, {"not of the form key=value"});
+}
+
+TEST(Config, EveryRegisteredFieldCanBeSetFromItsOwnPrintedValue) {
+  // The registry's printed values must parse back: help text, JSON and --set agree.
+  const Config c = make_preset("fmnist");
+  for (const auto& f : config_fields(c)) {
+    Config copy = make_preset("paper");
+    EXPECT_NO_THROW(config_set(copy, f.path, f.value)) << f.path << " = " << f.value;
+    EXPECT_FALSE(f.help.empty()) << f.path;
+  }
+  Config copy = make_preset("paper");
+  for (const auto& f : config_fields(c)) config_set(copy, f.path, f.value);
+  EXPECT_EQ(config_to_json(copy), config_to_json(c));
+}

@@ -1,0 +1,68 @@
+// Tiny configurations for tests that run whole training loops in seconds.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "eval/classifier.h"
+#include "seqgan/config.h"
+
+namespace seqgan::test {
+
+// A fresh empty directory under the system temp dir.
+inline std::string temp_dir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("seqgan-test-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+// A classifier weight file to stand in for the loss network in loop tests. Its weights are
+// random: these tests check the training machinery, not what the loss teaches.
+inline std::string stand_in_loss_network(const std::string& dir, int resolution = 16) {
+  ClassifierArch arch;
+  arch.kind = "vgg";
+  arch.channels = 1;
+  arch.width = 4;
+  arch.num_classes = 10;
+  arch.resolution = resolution;
+  torch::manual_seed(123);
+  Classifier net(arch);
+  const std::string path = dir + "/loss-net.safetensors";
+  save_classifier(path, net);
+  return path;
+}
+
+// Fashion-MNIST at 16x16 through a two-level tokenizer (f = 2, 8x8 tokens, K = 16).
+inline Config tiny_tokenizer_config(const std::string& loss_weights) {
+  Config c = make_preset("fmnist");
+  c.threads = 2;
+  c.data.resolution = 16;
+  c.data.num_workers = 1;
+  c.tokenizer.base_channels = 8;
+  c.tokenizer.channel_mult = {1, 2};
+  c.tokenizer.num_res_blocks = 1;
+  c.tokenizer.mid_res_blocks = 1;
+  c.tokenizer.norm_groups = 4;
+  c.tokenizer.code_dim = 8;
+  c.tokenizer.codebook_size = 16;
+  c.tokenizer.attn_window = 4;
+  c.perceptual.weights = loss_weights;
+  c.perceptual.alpha = 0.5;
+  c.discriminator.base_channels = 8;
+  c.discriminator.max_channels = 16;
+  c.discriminator.start_iter = 2;
+  c.discriminator.r1_interval = 2;
+  c.train_tokenizer.batch_size = 8;
+  c.train_tokenizer.iterations = 6;
+  c.train_tokenizer.log_every = 1;
+  c.train_tokenizer.image_every = 3;
+  c.train_tokenizer.checkpoint_every = 3;
+  c.phase2.batch_size = 8;
+  c.phase2.iterations = 4;
+  return c;
+}
+
+}  // namespace seqgan::test

@@ -86,7 +86,7 @@ TEST_F(TokenizerTrainer, StopFlagWritesACheckpoint) {
 TEST_F(TokenizerTrainer, Phase2KeepsIndicesAndStartsFromPhase1Reconstructions) {
   run("p1");
   const std::string p1 = dir + "/p1/tokenizer.safetensors";
-  const auto before = load_tokenizer(p1, torch::kCPU);
+  auto before = load_tokenizer(p1, torch::kCPU);
   auto data = std::make_shared<FashionMnist>(config.data.root, "test");
   TransformOptions t;
   t.resolution = 16;
@@ -104,7 +104,7 @@ TEST_F(TokenizerTrainer, Phase2KeepsIndicesAndStartsFromPhase1Reconstructions) {
 
   const auto r = run("p2", 2, false, -1, p1);
   EXPECT_EQ(r.step, 4);
-  const auto after = load_tokenizer(dir + "/p2/tokenizer.safetensors", torch::kCPU);
+  auto after = load_tokenizer(dir + "/p2/tokenizer.safetensors", torch::kCPU);
   EXPECT_EQ(after.phase, 2);
   EXPECT_EQ(after.config.tokenizer.decoder_attn_pairs, 1);
   const auto tokens_after = tokenize_dataset(*after.model, *data, t, 32, 64).first;

@@ -1,0 +1,265 @@
+// Data sets (IDX / Fashion-MNIST, folders of images), per-sample transforms and a threaded,
+// deterministic, shardable batch loader.
+//
+// Determinism: the sample order of an epoch depends only on (seed, epoch), the augmentation of
+// a sample only on (seed, epoch, sample index), and batch k of an epoch is always the same
+// samples in the same order, whatever the number of worker threads or their timing.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "seqgan/image.h"
+
+namespace seqgan {
+
+// ---------------------------------------------------------------------------------------------
+// IDX files ((Fashion-)MNIST): big-endian magic 0x0000 <type> <ndims>, ndims uint32 sizes, data.
+// Only unsigned bytes (type 0x08) exist in these data sets and only they are accepted.
+
+constexpr uint32_t kIdxImagesMagic = 0x00000803;  // ubyte, 3 dims [N, H, W]
+constexpr uint32_t kIdxLabelsMagic = 0x00000801;  // ubyte, 1 dim [N]
+constexpr size_t kIdxMaxBytes = size_t{1} << 32;   // refuse larger payloads (and gzip bombs)
+
+struct IdxArray {
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> data;  // row-major, dims multiplied out
+};
+
+// Parses an IDX file held in memory; gzip data (1f 8b) is inflated first. Checks the magic, the
+// dimensions and that the data length equals the product of the dimensions exactly. `name`
+// appears in errors; payloads over `max_bytes` are refused before they are allocated.
+IdxArray parse_idx(const uint8_t* data, size_t size, const std::string& name,
+                   size_t max_bytes = kIdxMaxBytes);
+
+// Reads and parses an IDX file, raw or gzip-compressed (detected from the content, not the name).
+IdxArray read_idx(const std::string& path);
+
+// Writes an IDX ubyte file; a name ending in ".gz" is gzip-compressed. Atomic (temp + rename).
+void write_idx(const std::string& path, const IdxArray& array);
+
+// ---------------------------------------------------------------------------------------------
+// Data sets.
+
+struct Example {
+  at::Tensor image;    // [C, H, W] float32 in [-1, 1]
+  int64_t label = -1;  // class id, or -1 for unlabeled data
+};
+
+struct RawExample {
+  Image image;  // 8-bit HWC with the data set's channels()
+  int64_t label = -1;
+};
+
+// All methods are safe to call from several threads at once.
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // The decoded sample before any transform.
+  virtual RawExample load(int64_t index) const = 0;
+  // load() converted to a tensor, without transforms (see Transform and Loader for those).
+  virtual Example get(int64_t index) const;
+  // 0 for unlabeled data (every label is -1).
+  virtual int num_classes() const = 0;
+  virtual std::vector<std::string> class_names() const = 0;
+  virtual int channels() const = 0;
+  // Where the data comes from, for logs and errors.
+  virtual std::string description() const = 0;
+
+  // Writes {"classes": [...]} (index = class id) to <run_dir>/classes.json, atomically.
+  void write_class_list(const std::string& run_dir) const;
+
+ protected:
+  // Throws an Error naming the data set unless 0 <= index < size().
+  void check_index(int64_t index) const;
+};
+
+// Images [N, H, W] and labels [N] from a pair of IDX files.
+class IdxDataset : public Dataset {
+ public:
+  // With empty class_names the classes are named "0", "1", ... up to the largest label.
+  IdxDataset(const std::string& images_path, const std::string& labels_path,
+             std::vector<std::string> class_names = {});
+
+  // Finds <prefix>-images-idx3-ubyte[.gz] and <prefix>-labels-idx1-ubyte[.gz] under root, with
+  // prefix "train" for split "train" and "t10k" for split "test" (the names MNIST and Debian's
+  // dataset-fashion-mnist use; "train-images.idx3-ubyte" is accepted too).
+  static std::pair<std::string, std::string> find_split(const std::string& root, const std::string& split);
+
+  int64_t size() const override { return count_; }
+  RawExample load(int64_t index) const override;
+  int num_classes() const override { return static_cast<int>(classes_.size()); }
+  std::vector<std::string> class_names() const override { return classes_; }
+  int channels() const override { return 1; }
+  std::string description() const override { return images_path_; }
+  int height() const { return height_; }
+  int width() const { return width_; }
+
+ private:
+  std::string images_path_;
+  int64_t count_ = 0;
+  int height_ = 0;
+  int width_ = 0;
+  std::vector<uint8_t> pixels_;  // [N, H, W]
+  std::vector<uint8_t> labels_;  // [N]
+  std::vector<std::string> classes_;
+};
+
+// Debian's dataset-fashion-mnist installs here.
+constexpr const char* kFashionMnistRoot = "/usr/share/datasets/fashion-mnist";
+const std::vector<std::string>& fashion_mnist_classes();
+
+// Fashion-MNIST: 60000 train / 10000 test grey 28x28 images, 10 classes.
+class FashionMnist : public IdxDataset {
+ public:
+  explicit FashionMnist(const std::string& root = kFashionMnistRoot, const std::string& split = "train");
+
+ private:
+  FashionMnist(std::pair<std::string, std::string> files);
+};
+
+struct ImageFolderOptions {
+  int channels = 3;       // decode to 1 (grey) or 3 (RGB)
+  bool skip_bad = false;  // substitute undecodable files instead of throwing (see ImageFolder)
+};
+
+// Every .png/.jpg/.jpeg file (any case) below root, found recursively, hidden entries skipped.
+//
+// Labels: when root has sub-folders holding images, each such top-level sub-folder is a class,
+// ids assigned in byte-wise order of the folder names (stable across machines and runs); images
+// directly in root are then an error. When root holds only loose images (and no sub-folder with
+// images) the data set is unlabeled: num_classes() is 0 and every label is -1, so class-
+// conditional training fails loudly instead of learning one fake class.
+// Files are ordered by (class, path).
+//
+// skip_bad: a file that cannot be decoded is remembered and replaced by the next decodable file
+// in index order (wrapping around). The substitute depends only on which files are bad, so the
+// result stays deterministic; bad_count() says how many distinct files were replaced so far.
+class ImageFolder : public Dataset {
+ public:
+  explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
+
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  RawExample load(int64_t index) const override;
+  int num_classes() const override { return static_cast<int>(classes_.size()); }
+  std::vector<std::string> class_names() const override { return classes_; }
+  int channels() const override { return options_.channels; }
+  std::string description() const override { return root_; }
+
+  const std::string& path(int64_t index) const;
+  int64_t label(int64_t index) const;
+  int64_t bad_count() const;
+  std::vector<std::string> bad_files() const;
+
+ private:
+  std::string root_;
+  ImageFolderOptions options_;
+  std::vector<std::string> files_;
+  std::vector<int64_t> labels_;
+  std::vector<std::string> classes_;
+  mutable std::mutex bad_mutex_;
+  mutable std::set<int64_t> bad_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Transforms, applied to the 8-bit image in this order: channel conversion, constant padding,
+// resize of the short side, crop, horizontal flip.
+
+struct TransformOptions {
+  int resolution = 0;        // short side after resizing, and the crop size; 0 keeps the size
+  int channels = 0;          // 1 or 3 to convert (luma / replication); 0 keeps the source's
+  int pad = 0;               // black border added on every side first (Fashion-MNIST 28 -> 32: 2)
+  bool random_crop = false;  // random resolution^2 crop; takes precedence over center_crop
+  bool hflip = false;        // mirror with probability 1/2
+  bool center_crop = true;   // central resolution^2 crop (evaluation)
+};
+
+class Transform {
+ public:
+  explicit Transform(TransformOptions options = {});
+
+  // The randomness comes only from rng (crop offsets first, then the flip decision).
+  Image apply(const Image& image, std::mt19937_64& rng) const;
+  // The same with the per-sample generator of (seed, epoch, index).
+  Image apply(const Image& image, uint64_t seed, int64_t epoch, int64_t index) const;
+  // Seed of the per-sample generator: a hash of (seed, epoch, index).
+  static uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index);
+
+  const TransformOptions& options() const { return options_; }
+
+ private:
+  TransformOptions options_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Loader.
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  int num_workers = 2;    // threads decoding batches; 0 decodes in next() on the caller's thread
+  int prefetch = 2;       // batches per worker prepared ahead of the consumer
+  bool shuffle = true;
+  bool drop_last = true;  // drop the incomplete last batch (and the samples that don't fill all ranks)
+  uint64_t seed = 0;
+  int rank = 0;
+  int world_size = 1;
+};
+
+struct Batch {
+  at::Tensor images;             // [B, C, H, W] float32 in [-1, 1]
+  at::Tensor labels;             // [B] int64
+  std::vector<int64_t> indices;  // data set indices of the samples
+  int64_t epoch = 0;
+  int64_t batch = 0;             // position within the epoch
+};
+
+// Epoch order: a Fisher-Yates shuffle of 0..N-1 driven by std::mt19937_64 seeded from
+// (seed, epoch) (identity without shuffle). Sharding: rank r takes positions r, r + W, r + 2W, ...
+// of that order, W = world_size; with drop_last the order is first cut to a multiple of W (the
+// shards are disjoint), without it the order is wrapped around to a multiple of W (every sample
+// is covered, a few twice), as torch's DistributedSampler does. All ranks get the same number of
+// batches. Worker threads build batches ahead into a bounded window; next() hands them out in
+// order and rethrows a worker's exception. The destructor stops and joins the workers even when
+// the epoch was not consumed.
+class Loader {
+ public:
+  Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options, TransformOptions transform = {});
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Starts an epoch, dropping whatever was prepared for the previous one. skip_batches resumes
+  // mid-epoch: the next batch returned is batch number skip_batches of that epoch.
+  void start_epoch(int64_t epoch, int64_t skip_batches = 0);
+  void set_epoch(int64_t epoch) { start_epoch(epoch, 0); }
+
+  // Fills `batch` with the next batch of the epoch and returns true, or returns false at the end
+  // of the epoch. Starts epoch 0 when no epoch was started. After a worker's exception was
+  // rethrown, every call rethrows it until the next start_epoch.
+  bool next(Batch& batch);
+
+  int64_t batches_per_epoch() const;
+  int64_t samples_per_rank() const;
+  int64_t epoch() const;
+  // Batches of the current epoch handed out so far (skipped ones included): save this with a
+  // checkpoint and pass it to start_epoch to resume exactly.
+  int64_t position() const;
+  // This rank's sample order for an epoch.
+  std::vector<int64_t> epoch_indices(int64_t epoch) const;
+  const LoaderOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace seqgan

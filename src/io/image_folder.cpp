@@ -1,0 +1,164 @@
+// Folders of PNG/JPEG images, and what all data sets share (Dataset's own methods).
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "seqgan/data.h"
+#include "seqgan/error.h"
+
+namespace seqgan {
+namespace fs = std::filesystem;
+
+Example Dataset::get(int64_t index) const {
+  RawExample raw = load(index);
+  return {image_to_tensor(raw.image), raw.label};
+}
+
+void Dataset::check_index(int64_t index) const {
+  SEQGAN_CHECK(index >= 0 && index < size(), "index ", index, " is outside [0, ", size(), ") of data set '",
+               description(), "'");
+}
+
+void Dataset::write_class_list(const std::string& run_dir) const {
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  SEQGAN_CHECK(!ec, "cannot create run folder '", run_dir, "': ", ec.message());
+  const std::string path = (fs::path(run_dir) / "classes.json").string();
+  const std::string temp = str(path, ".tmp.", ::getpid());
+  {
+    std::ofstream out(temp);
+    out << nlohmann::json{{"classes", class_names()}}.dump(2) << "\n";
+    out.close();
+    if (!out) std::remove(temp.c_str());
+    SEQGAN_CHECK_HINT(out.good(), "check that the run folder is writable", "cannot write '", temp, "'");
+  }
+  fs::rename(temp, path, ec);
+  if (ec) std::remove(temp.c_str());
+  SEQGAN_CHECK(!ec, "cannot rename '", temp, "' to '", path, "': ", ec.message());
+}
+
+namespace {
+
+bool is_image_name(const fs::path& p) {
+  std::string ext = p.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+bool is_hidden(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return !name.empty() && name[0] == '.';
+}
+
+// All image files below dir, recursively, sorted byte-wise so the order is the same everywhere.
+std::vector<std::string> scan(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec);
+  SEQGAN_CHECK(!ec, "cannot list '", dir.string(), "': ", ec.message());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    SEQGAN_CHECK(!ec, "cannot list below '", dir.string(), "': ", ec.message());
+    std::error_code type_ec;  // a dangling symlink is neither, not a failure
+    if (is_hidden(it->path())) {
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(type_ec) && is_image_name(it->path())) out.push_back(it->path().string());
+  }
+  SEQGAN_CHECK(!ec, "cannot list below '", dir.string(), "': ", ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options) : root_(root), options_(options) {
+  SEQGAN_CHECK_HINT(options_.channels == 1 || options_.channels == 3, "use 1 (grey) or 3 (RGB)",
+                    "expected 1 or 3 channels, got ", options_.channels);
+  SEQGAN_CHECK_HINT(fs::is_directory(root), "point the data root at a folder of images",
+                    "'", root, "' is not a folder");
+
+  std::vector<fs::path> subdirs;
+  std::vector<std::string> loose;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (is_hidden(p)) continue;
+    std::error_code type_ec;  // a dangling symlink is neither, not a failure
+    if (it->is_directory(type_ec)) subdirs.push_back(p);
+    else if (it->is_regular_file(type_ec) && is_image_name(p)) loose.push_back(p.string());
+  }
+  SEQGAN_CHECK(!ec, "cannot list '", root, "': ", ec.message());
+  std::sort(subdirs.begin(), subdirs.end());
+  std::sort(loose.begin(), loose.end());
+
+  for (const fs::path& dir : subdirs) {
+    std::vector<std::string> files = scan(dir);
+    if (files.empty()) continue;  // e.g. a folder of notes; not a class
+    SEQGAN_CHECK_HINT(loose.empty(), "move the loose images into a class folder, or point the root at them",
+                      "'", root, "' mixes class folders (e.g. '", dir.filename().string(),
+                      "') with images directly inside it (e.g. '", loose.front(), "')");
+    const int64_t label = static_cast<int64_t>(classes_.size());
+    classes_.push_back(dir.filename().string());
+    for (std::string& f : files) {
+      files_.push_back(std::move(f));
+      labels_.push_back(label);
+    }
+  }
+  if (classes_.empty()) {
+    files_ = std::move(loose);
+    labels_.assign(files_.size(), -1);
+  }
+  SEQGAN_CHECK_HINT(!files_.empty(), "expected .png, .jpg or .jpeg files (in class sub-folders or directly)",
+                    "no images found below '", root, "'");
+}
+
+const std::string& ImageFolder::path(int64_t index) const {
+  check_index(index);
+  return files_[static_cast<size_t>(index)];
+}
+
+int64_t ImageFolder::label(int64_t index) const {
+  check_index(index);
+  return labels_[static_cast<size_t>(index)];
+}
+
+int64_t ImageFolder::bad_count() const {
+  std::lock_guard<std::mutex> lock(bad_mutex_);
+  return static_cast<int64_t>(bad_.size());
+}
+
+std::vector<std::string> ImageFolder::bad_files() const {
+  std::lock_guard<std::mutex> lock(bad_mutex_);
+  std::vector<std::string> out;
+  for (const int64_t i : bad_) out.push_back(files_[static_cast<size_t>(i)]);
+  return out;
+}
+
+RawExample ImageFolder::load(int64_t index) const {
+  check_index(index);
+  const int64_t n = size();
+  for (int64_t step = 0; step < n; ++step) {
+    const int64_t i = (index + step) % n;
+    if (options_.skip_bad) {
+      std::lock_guard<std::mutex> lock(bad_mutex_);
+      if (bad_.count(i)) continue;
+    }
+    try {
+      return {read_image(files_[static_cast<size_t>(i)], options_.channels), labels_[static_cast<size_t>(i)]};
+    } catch (const Error&) {
+      if (!options_.skip_bad) throw;
+      std::lock_guard<std::mutex> lock(bad_mutex_);
+      bad_.insert(i);
+    }
+  }
+  throw Error(str("ImageFolder::load: none of the ", n, " files below '", root_, "' can be decoded"),
+              "check the data folder; see bad_files() for the list");
+}
+
+}  // namespace seqgan

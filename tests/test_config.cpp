@@ -127,3 +127,11 @@ TEST(Config, EveryRegisteredFieldCanBeSetFromItsOwnPrintedValue) {
   for (const auto& f : config_fields(c)) config_set(copy, f.path, f.value);
   EXPECT_EQ(config_to_json(copy), config_to_json(c));
 }
+
+TEST(Config, InvalidUtf8IsAnErrorNotACrash) {
+  // Found by fuzz_config: a value that is not UTF-8 made the error message itself throw.
+  Config c = make_preset("fmnist");
+  EXPECT_THROW(config_set(c, "train_ar.lr", "\xc1" "e-4"), Error);
+  config_set(c, "data.root", "/data/\xff");
+  EXPECT_NO_THROW(config_to_json(c));
+}

@@ -186,7 +186,7 @@ TEST(Idx, DatasetFromFixtureFolder) {
   EXPECT_EQ(r.image.at(3, 4, 0), (7 * 39) % 256);
   const seqgan::Example e = train.get(2);
   EXPECT_EQ(e.label, 9);
-  EXPECT_EQ(e.image.sizes(), (at::IntArrayRef{1, 4, 5}));
+  EXPECT_EQ(e.image.sizes(), (std::vector<int64_t>{1, 4, 5}));
   expect_error([&] { train.load(3); }, {"index 3", "[0, 3)"});
 
   const auto test_files = seqgan::IdxDataset::find_split(kData + "/idx", "test");  // raw files
@@ -216,7 +216,7 @@ TEST(Idx, FashionMnistRealFiles) {
   for (int64_t i = 0; i < test.size(); ++i) ++per_class[static_cast<size_t>(test.load(i).label)];
   for (const int c : per_class) EXPECT_EQ(c, 1000);  // the test split is balanced
   const seqgan::Example e = train.get(0);
-  EXPECT_EQ(e.image.sizes(), (at::IntArrayRef{1, 28, 28}));
+  EXPECT_EQ(e.image.sizes(), (std::vector<int64_t>{1, 28, 28}));
   EXPECT_GE(e.image.min().item<float>(), -1.0f);
   EXPECT_LE(e.image.max().item<float>(), 1.0f);
   EXPECT_GT(e.image.max().item<float>(), 0.0f);  // not a blank image
@@ -422,7 +422,7 @@ TEST(Loader, DeterministicAcrossWorkerCounts) {
     }
   }
   const seqgan::Batch& b = runs[0][3];
-  EXPECT_EQ(b.images.sizes(), (at::IntArrayRef{8, 1, 10, 10}));
+  EXPECT_EQ(b.images.sizes(), (std::vector<int64_t>{8, 1, 10, 10}));
   EXPECT_EQ(b.labels.scalar_type(), at::kLong);
   EXPECT_EQ(b.labels[2].item<int64_t>(), b.indices[2] % 5);
   EXPECT_EQ(b.epoch, 5);
@@ -564,6 +564,6 @@ TEST(Loader, MismatchedSampleSizesNeedATransform) {
   t.resolution = 12;
   seqgan::Loader fixed(data, {8, 1, 1, false, true, 0, 0, 1}, t);
   EXPECT_TRUE(fixed.next(b));
-  EXPECT_EQ(b.images.sizes(), (at::IntArrayRef{8, 1, 12, 12}));
+  EXPECT_EQ(b.images.sizes(), (std::vector<int64_t>{8, 1, 12, 12}));
   EXPECT_FLOAT_EQ(b.images[3][0][1][2].item<float>(), ((3 * 7 + 2 * 3 + 1 * 11) % 256) / 127.5f - 1.0f);
 }

@@ -57,7 +57,7 @@ TEST(Discriminator, R1PenaltyGradientMatchesFiniteDifferences) {
   const double eps = 1e-6;
   for (int64_t i : {0, 5, 17, 30}) {
     torch::NoGradGuard ng;
-    auto flat = w.view({-1});
+    auto flat = w.view({-1});  // the weight is contiguous; its gradient need not be
     const double orig = flat[i].item<double>();
     flat[i] = orig + eps;
     double plus, minus;
@@ -71,6 +71,6 @@ TEST(Discriminator, R1PenaltyGradientMatchesFiniteDifferences) {
       minus = r1().item<double>();
     }
     flat[i] = orig;
-    EXPECT_NEAR(g.view({-1})[i].item<double>(), (plus - minus) / (2 * eps), 1e-6 * std::max(1.0, std::abs(g.view({-1})[i].item<double>())));
+    EXPECT_NEAR(g.reshape({-1})[i].item<double>(), (plus - minus) / (2 * eps), 1e-6 * std::max(1.0, std::abs(g.reshape({-1})[i].item<double>())));
   }
 }

@@ -199,7 +199,7 @@ TEST(Image, TensorConversion) {
   img.pixels[0] = 0;
   img.pixels[1] = 255;
   const at::Tensor t = seqgan::image_to_tensor(img);
-  ASSERT_EQ(t.sizes(), (at::IntArrayRef{3, 2, 3}));
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{3, 2, 3}));
   EXPECT_EQ(t.scalar_type(), at::kFloat);
   EXPECT_EQ(t[0][0][0].item<float>(), -1.0f);
   EXPECT_EQ(t[1][0][0].item<float>(), 1.0f);
@@ -236,7 +236,7 @@ TEST(Image, ResizeKeepsConstantsAndSize) {
 TEST(Grid, MatchesTorchvisionReference) {
   const at::Tensor x = at::arange(5 * 3 * 4 * 6, at::kFloat).reshape({5, 3, 4, 6}) / 64.0;
   const at::Tensor grid = seqgan::make_grid(x, 3, 2, 0.5);
-  ASSERT_EQ(grid.sizes(), (at::IntArrayRef{3, 14, 26}));
+  ASSERT_EQ(grid.sizes(), (std::vector<int64_t>{3, 14, 26}));
   const std::vector<uint8_t> raw = read_bytes(kImages + "make_grid_5x3x4x6_nrow3_pad2.f32");
   ASSERT_EQ(raw.size(), static_cast<size_t>(grid.numel()) * 4);
   const at::Tensor ref = at::from_blob(const_cast<uint8_t*>(raw.data()), {3, 14, 26}, at::kFloat).clone();
@@ -247,17 +247,17 @@ TEST(Grid, ShapeAndPaddingValues) {
   const at::Tensor x = at::full({5, 1, 3, 4}, -1.0);
   for (int64_t i = 0; i < 5; ++i) x[i].fill_(static_cast<double>(i) / 10);
   const at::Tensor g = seqgan::make_grid(x, 8, 1, 0.75);  // one row of 5, grey stays grey
-  ASSERT_EQ(g.sizes(), (at::IntArrayRef{1, 3 + 2, 5 * 5 + 1}));
+  ASSERT_EQ(g.sizes(), (std::vector<int64_t>{1, 3 + 2, 5 * 5 + 1}));
   EXPECT_EQ(g[0][0][0].item<float>(), 0.75f);           // top-left padding
   EXPECT_EQ(g[0][4][25].item<float>(), 0.75f);          // bottom-right padding
   EXPECT_EQ(g[0][1][5].item<float>(), 0.75f);           // between image 0 and 1
   EXPECT_FLOAT_EQ(g[0][1][1].item<float>(), 0.0f);      // image 0
   EXPECT_FLOAT_EQ(g[0][3][4 * 5 + 4].item<float>(), 0.4f);  // image 4, last pixel
   const at::Tensor two_rows = seqgan::make_grid(x, 2, 0, -0.3);
-  EXPECT_EQ(two_rows.sizes(), (at::IntArrayRef{1, 9, 8}));
+  EXPECT_EQ(two_rows.sizes(), (std::vector<int64_t>{1, 9, 8}));
   EXPECT_FLOAT_EQ(two_rows[0][6][0].item<float>(), 0.4f);  // image 4 starts row 2
   EXPECT_FLOAT_EQ(two_rows[0][6][4].item<float>(), -0.3f);  // the empty cell keeps pad_value
-  EXPECT_EQ(seqgan::make_grid(x.narrow(0, 0, 1), 8, 2, 0.0).sizes(), (at::IntArrayRef{1, 7, 8}));
+  EXPECT_EQ(seqgan::make_grid(x.narrow(0, 0, 1), 8, 2, 0.0).sizes(), (std::vector<int64_t>{1, 7, 8}));
   expect_error([] { seqgan::make_grid(at::zeros({3, 4, 5}), 8, 2, 0.0); }, {"[N, C, H, W]"});
 }
 
@@ -294,7 +294,7 @@ TEST(Grid, FigureLayoutWithCaptionsHeadersAndSeparators) {
   const int64_t g1 = x0 + 11 + 2 + 1 + 2, g2 = g1 + 17 + 2 + 1 + 2;
   const int64_t width = g2 + 18 + 2;
   const int64_t y0 = 2 + 7 + 2;
-  ASSERT_EQ(f.sizes(), (at::IntArrayRef{3, y0 + 2 * (8 + 2), width}));
+  ASSERT_EQ(f.sizes(), (std::vector<int64_t>{3, y0 + 2 * (8 + 2), width}));
   EXPECT_FLOAT_EQ(f[1][y0][x0 + 1].item<float>(), 0.25f);   // row 0, column 0
   EXPECT_EQ(f[1][y0][x0].item<float>(), 1.0f);              // left of the centred cell
   EXPECT_FLOAT_EQ(f[1][y0][g1 + 4].item<float>(), 0.25f);   // row 0, column 1

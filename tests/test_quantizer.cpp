@@ -87,7 +87,12 @@ TEST(Quantizer, MinusSignRaisesSoftUsageEntropy) {
   // A few gradient steps on the regulariser alone make the mean soft usage more uniform.
   torch::manual_seed(3);
   Quantizer q(32, 4, qconfig(1.0));
-  const auto z = (torch::randn({4, 4, 4, 4}) * 0.1).requires_grad_(true);
+  {
+    torch::NoGradGuard g;
+    q->embedding.normal_();
+  }
+  // Encoder outputs crowd around a few codes: the mean soft usage is far from uniform.
+  const auto z = (torch::randn({4, 4, 4, 4}) * 0.3 + 1.0).requires_grad_(true);
   torch::optim::SGD opt({z, q->embedding}, 0.5);
   const double before = q->forward(z).soft_usage_entropy;
   for (int i = 0; i < 20; ++i) {
@@ -95,7 +100,8 @@ TEST(Quantizer, MinusSignRaisesSoftUsageEntropy) {
     q->forward(z).entropy_loss.backward();
     opt.step();
   }
-  EXPECT_GT(q->forward(z).soft_usage_entropy, before + 1e-3);
+  EXPECT_LT(before, std::log(32.0) - 0.1);
+  EXPECT_GT(q->forward(z).soft_usage_entropy, before + 1e-2);
 }
 
 TEST(Quantizer, ReducerSeesTheGlobalBatch) {

@@ -36,6 +36,7 @@ class Progress {
   double min_interval_s_;
   bool tty_;
   bool finished_ = false;
+  int64_t last_done_ = -1;
   std::chrono::steady_clock::time_point start_, last_;
 };
 

@@ -52,6 +52,10 @@ std::string type_name(const std::string&) { return "string"; }
 std::string type_name(const std::vector<int>&) { return "int-list"; }
 std::string type_name(const std::vector<std::string>&) { return "string-list"; }
 
+// Text that is not valid UTF-8 (a path or a mistyped value) is printed with replacement
+// characters rather than making the printer throw.
+std::string dump(const json& j, int indent = -1) { return j.dump(indent, ' ', false, json::error_handler_t::replace); }
+
 template <class T>
 json to_json_value(const T& v) {
   return json(v);
@@ -178,7 +182,7 @@ bool set_field(Config& c, const std::string& path, const json& value, std::strin
       from_json_value(value, copy);
       field = copy;
     } catch (const std::invalid_argument& e) {
-      error = str(path, " expects ", e.what(), " (", type_name(field), "), got ", value.dump());
+      error = str(path, " expects ", e.what(), " (", type_name(field), "), got ", dump(value));
     } catch (const json::exception& e) {
       error = str(path, ": ", e.what());
     }
@@ -204,7 +208,7 @@ using namespace config_detail;
 std::vector<FieldInfo> config_fields(const Config& config) {
   std::vector<FieldInfo> out;
   visit_fields(config, [&](const std::string& p, const auto& field, const char* help, const Rule& rule) {
-    out.push_back({p, type_name(field), to_json_value(field).dump(), help, rule.describe()});
+    out.push_back({p, type_name(field), dump(to_json_value(field)), help, rule.describe()});
   });
   return out;
 }
@@ -241,7 +245,7 @@ std::string config_to_json(const Config& config, int indent) {
     }
     (*node)[p.substr(start)] = to_json_value(field);
   });
-  return root.dump(indent);
+  return dump(root, indent);
 }
 
 Config config_from_json(const std::string& text, const std::string& where) {

@@ -65,6 +65,7 @@ void Progress::update(int64_t done, const std::string& status) {
   const double since_last = std::chrono::duration<double>(now - last_).count();
   if (since_last < min_interval_s_ && done < total_) return;
   last_ = now;
+  last_done_ = done;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double frac = total_ > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total_)) : 0.0;
   const double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0.0;
@@ -84,8 +85,10 @@ void Progress::update(int64_t done, const std::string& status) {
 
 void Progress::finish(const std::string& status) {
   if (finished_) return;
-  last_ = std::chrono::steady_clock::time_point{};
-  update(total_, status);
+  if (last_done_ < total_ || !status.empty()) {
+    last_ = std::chrono::steady_clock::time_point{};
+    update(total_, status);
+  }
   finished_ = true;
   if (tty_ && !progress_callback()) std::cerr << std::endl;
 }

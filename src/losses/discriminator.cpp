@@ -32,9 +32,9 @@ at::Tensor minibatch_stddev(const at::Tensor& x, int64_t group_size) {
   const int64_t G = std::min(group_size, B);
   SEQGAN_CHECK_HINT(B % G == 0, "use a per-rank batch size divisible by discriminator.mbstd_group",
                     "batch of ", B, " is not divisible by the minibatch-stddev group ", G);
-  auto y = x.view({G, B / G, C, H, W});                     // [G, M, C, H, W]
+  auto y = x.reshape({G, B / G, C, H, W});                  // [G, M, C, H, W]
   y = (y - y.mean(0)).pow(2).mean(0).add(1e-8).sqrt();       // [M, C, H, W]
-  y = y.mean({1, 2, 3}).view({B / G, 1, 1, 1});               // [M, 1, 1, 1]
+  y = y.mean({1, 2, 3}).reshape({B / G, 1, 1, 1});            // [M, 1, 1, 1]
   y = y.repeat({G, 1, H, W});                                 // [B, 1, H, W]
   return at::cat({x, y}, 1);
 }

@@ -135,3 +135,10 @@ TEST(Config, InvalidUtf8IsAnErrorNotACrash) {
   config_set(c, "data.root", "/data/\xff");
   EXPECT_NO_THROW(config_to_json(c));
 }
+
+TEST(Config, NumberOutOfRangeIsAnError) {
+  // Found by fuzz_config: nlohmann reports 1e999 as out_of_range, not as a parse error.
+  EXPECT_THROW(config_from_json(R"({"data": 333e556886})"), Error);
+  Config c;
+  EXPECT_THROW(config_set(c, "train_ar.lr", "1e999"), Error);
+}

@@ -252,7 +252,8 @@ Config config_from_json(const std::string& text, const std::string& where) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for numbers beyond double's range (e.g. 1e999).
     throw Error(str(where, ": not valid JSON: ", e.what()), "configuration files are JSON objects");
   }
   if (!j.is_object()) throw Error(str(where, ": expected a JSON object, found ", j.type_name()));

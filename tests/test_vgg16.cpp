@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <sstream>
 
 #include "losses/perceptual.h"
@@ -91,6 +92,10 @@ void expect_close(const at::Tensor& a, const at::Tensor& b, const std::string& w
   const at::Tensor scale = b.abs().max();
   const at::Tensor excess = (a - b).abs() - (atol * scale + rtol * b.abs());
   const double worst = excess.max().item<double>();
+  // The largest error as a fraction of the scale, in the XML report (--gtest_output=xml).
+  std::ostringstream error;
+  error << std::scientific << std::setprecision(2) << ((a - b).abs().max() / scale).item<double>();
+  ::testing::Test::RecordProperty(what, error.str());
   EXPECT_LE(worst, 0.0) << what << ": max |a - b| = " << (a - b).abs().max().item<double>()
                         << ", max |b| = " << scale.item<double>();
 }

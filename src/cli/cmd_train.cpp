@@ -75,8 +75,8 @@ Command train_classifier_command() {
   c.config_options("fmnist");
   c.option("--role", "ROLE", "loss", "loss (perceptual network) or eval (FID/IS features)");
   c.option("--kind", "KIND", "", "architecture: vgg or resnet (default: vgg for loss, resnet for eval)");
-  c.option("--width", "N", "32", "channels of the first stage");
-  c.option("--epochs", "N", "3", "training epochs");
+  c.option("--width", "N", "16", "channels of the first stage");
+  c.option("--epochs", "N", "2", "training epochs");
   c.option("--batch-size", "N", "128", "images per step");
   c.option("--lr", "LR", "0.003", "peak learning rate (AdamW, warm-up then cosine)");
   c.option("--seed", "N", "", "seed (default: config seed, +1 for the eval role)");

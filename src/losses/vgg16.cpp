@@ -39,7 +39,7 @@ at::Tensor Vgg16::preprocess(const at::Tensor& x) {
   SEQGAN_CHECK(x.is_floating_point(), "expected floating-point images in [-1, 1], found ", x.scalar_type());
   const auto opts = x.options();
   const at::Tensor mean = torch::tensor({0.485, 0.456, 0.406}, opts).view({1, 3, 1, 1});
-  const at::Tensor std = torch::tensor({0.229, 0.224, 0.226}, opts).view({1, 3, 1, 1});
+  const at::Tensor std = torch::tensor({0.229, 0.224, 0.225}, opts).view({1, 3, 1, 1});
   at::Tensor rgb = x.size(1) == 1 ? x.expand({-1, 3, -1, -1}) : x;  // [B, 1, H, W] -> [B, 3, H, W]
   return ((rgb + 1) * 0.5 - mean) / std;
 }

@@ -12,13 +12,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-int64_t count_prefix(const torch::nn::Module& m, const std::string& prefix) {
-  int64_t n = 0;
-  for (const auto& p : m.named_parameters())
-    if (p.key().rfind(prefix, 0) == 0) n += p.value().numel();
-  return n;
-}
-
 // Parameter counts per model part, from the models built with this config.
 json parameter_counts(const Config& config) {
   json out = json::object();
@@ -29,9 +22,9 @@ json parameter_counts(const Config& config) {
   base.decoder_extra_res_blocks = 0;
   Tokenizer t(base, config.quantizer, c);
   out["tokenizer_phase1"] = count_parameters(*t);
-  out["tokenizer_phase1_parts"] = {{"encoder", count_prefix(*t, "encoder.")},
-                                   {"decoder", count_prefix(*t, "decoder.")},
-                                   {"codebook", count_prefix(*t, "quantizer.")}};
+  out["tokenizer_phase1_parts"] = {{"encoder", count_parameters(*t, "encoder.")},
+                                   {"decoder", count_parameters(*t, "decoder.")},
+                                   {"codebook", count_parameters(*t, "quantizer.")}};
   t->decoder->add_attention(config.phase2.attn_pairs, base);
   out["tokenizer_phase2"] = count_parameters(*t);
   TokenizerConfig conv2 = base, attn2 = base;

@@ -12,9 +12,10 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, bool bias) {
 }
 }  // namespace
 
-int64_t count_parameters(const torch::nn::Module& module) {
+int64_t count_parameters(const torch::nn::Module& module, const std::string& prefix) {
   int64_t n = 0;
-  for (const auto& p : module.parameters()) n += p.numel();
+  for (const auto& p : module.named_parameters())
+    if (p.key().rfind(prefix, 0) == 0) n += p.value().numel();
   return n;
 }
 

@@ -86,7 +86,8 @@ class TokenizerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Tokenizer);
 
-int64_t count_parameters(const torch::nn::Module& module);
+// Parameters of a module, or only those whose checkpoint key starts with `prefix`.
+int64_t count_parameters(const torch::nn::Module& module, const std::string& prefix = "");
 
 // A tokenizer checkpoint (kind "tokenizer") with the config it was trained with; the architecture
 // (phase-2 attention included) is rebuilt from that config before the strict load.

@@ -35,8 +35,9 @@ TEST(Cli, EveryCommandHasHelpWithItsOptionsAndRealDefaults) {
     EXPECT_EQ(r.code, 0) << c.name;
     for (const auto& o : c.options) {
       EXPECT_NE(r.out.find(o.name), std::string::npos) << c.name << " " << o.name;
-      if (!o.value_name.empty() && !o.default_value.empty())
+      if (!o.value_name.empty() && !o.default_value.empty()) {
         EXPECT_NE(r.out.find("(default: " + o.default_value + ")"), std::string::npos) << c.name << " " << o.name;
+      }
     }
   }
 }
@@ -54,7 +55,9 @@ TEST(Cli, EveryOptionParses) {
       cli::Args parsed;
       ASSERT_NO_THROW(parsed = c.parse(args)) << c.info.name << " " << o.name;
       EXPECT_TRUE(parsed.has(o.name)) << c.info.name << " " << o.name;
-      if (!o.value_name.empty()) EXPECT_EQ(parsed.get(o.name), value) << c.info.name << " " << o.name;
+      if (!o.value_name.empty()) {
+        EXPECT_EQ(parsed.get(o.name), value) << c.info.name << " " << o.name;
+      }
     }
     EXPECT_THROW(c.parse({"--no-such-option"}), cli::UsageError) << c.info.name;
   }

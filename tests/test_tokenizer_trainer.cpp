@@ -13,24 +13,8 @@
 using namespace seqgan;
 
 namespace {
-// step -> loss of the metrics lines of one kind.
-std::map<int64_t, double> losses(const std::string& run_dir, const std::string& kind) {
-  std::map<int64_t, double> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (j["kind"] == kind) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
-
-bool same_weights(const std::string& a, const std::string& b) {
-  const auto fa = safetensors::load(a), fb = safetensors::load(b);
-  if (fa.tensors.size() != fb.tensors.size()) return false;
-  for (const auto& [k, v] : fa.tensors)
-    if (!fb.tensors.count(k) || !torch::equal(v, fb.tensors.at(k))) return false;
-  return true;
-}
+using test::losses;
+using test::same_weights;
 
 class TokenizerTrainer : public ::testing::Test {
  protected:

@@ -4,10 +4,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "eval/classifier.h"
 #include "seqgan/config.h"
+#include "seqgan/safetensors.h"
 
 namespace seqgan::test {
 
@@ -17,6 +21,26 @@ inline std::string temp_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+// step -> loss of the metrics.jsonl lines of one kind in a run directory.
+inline std::map<int64_t, double> losses(const std::string& run_dir, const std::string& kind) {
+  std::map<int64_t, double> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["kind"] == kind) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+  }
+  return out;
+}
+
+// Whether two safetensors files hold the same tensor names with bit-identical values.
+inline bool same_weights(const std::string& a, const std::string& b) {
+  const auto fa = safetensors::load(a), fb = safetensors::load(b);
+  if (fa.tensors.size() != fb.tensors.size()) return false;
+  for (const auto& [k, v] : fa.tensors)
+    if (!fb.tensors.count(k) || !at::equal(v, fb.tensors.at(k))) return false;
+  return true;
 }
 
 // A classifier weight file to stand in for the loss network in loop tests. Its weights are

@@ -48,6 +48,7 @@ struct QuantizerConfig {
   double entropy_tau = 1.0;
   int entropy_sign = -1;          // loss += sign * gamma * H(mean soft usage)
   double per_sample_entropy_gamma = 0.0;  // optional MaskGIT-style term: + gamma * mean_i H(P_i)
+  double init_range = 0.0;        // codes start uniform in [-r, r]; 0: r = 1/K (VQGAN's choice)
 };
 
 // Semantic-enhanced perceptual loss (paper Eq. 3).

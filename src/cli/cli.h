@@ -62,5 +62,8 @@ Command train_tokenizer_command();
 Command reconstruct_command();
 Command tokenize_command();
 Command decode_command();
+Command train_transformer_command();
+Command sample_command();
+Command visualize_command();
 
 }  // namespace seqgan::cli

@@ -6,6 +6,7 @@
 #include "losses/discriminator.h"
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
+#include "transformer/transformer.h"
 
 namespace seqgan::cli {
 namespace {
@@ -33,6 +34,12 @@ json parameter_counts(const Config& config) {
   out["tokenizer_variants"] = {{"conv_x2", count_parameters(*Tokenizer(conv2, config.quantizer, c))},
                                {"attention_x2", count_parameters(*Tokenizer(attn2, config.quantizer, c))}};
   out["discriminator"] = count_parameters(*Discriminator(config.discriminator, c, config.data.resolution));
+  TokenSpace space;
+  space.codebook_size = config.tokenizer.codebook_size;
+  space.length = transformer_seq_len(config);
+  space.num_classes = config.transformer.num_classes;
+  out["ar"] = count_parameters(*Transformer(config.transformer, space, true));
+  out["nar"] = count_parameters(*Transformer(config.transformer, space, false));
   return out;
 }
 

@@ -25,46 +25,74 @@ LoadedTokenizer open_tokenizer(const Args& args, const Config& config) {
 
 int run_reconstruct(const Args& args) {
   const Config cli_config = load_config(args);
-  auto tok = open_tokenizer(args, cli_config);
-  const auto data = open_dataset(tok.config.data, args.get("--split"));
-  const Transform transform(eval_transform(tok.config.data));
-  const int64_t count = std::min<int64_t>(args.get_int("--count"), data->size());
+  const auto paths = args.all("--tokenizer");
+  if (paths.empty()) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors (repeat it to compare tokenizers)");
+  const auto device = to_device(resolve_device(cli_config.device));
+  std::vector<LoadedTokenizer> toks;
+  for (const auto& p : paths) {
+    toks.push_back(load_tokenizer(p, device));
+    const auto& a = toks.front().config.data;
+    const auto& b = toks.back().config.data;
+    SEQGAN_CHECK_HINT(a.channels == b.channels && a.resolution == b.resolution && a.dataset == b.dataset,
+                      "compare tokenizers trained on the same data", p, " was trained on other data than ", paths.front());
+  }
+  const auto& data_config = toks.front().config.data;
+  const auto data = open_dataset(data_config, args.get("--split"));
+  const Transform transform(eval_transform(data_config));
+  const int64_t requested = args.get_int("--count");
+  const int64_t count = requested < 0 ? data->size() : std::min<int64_t>(requested, data->size());
   const int64_t shown = std::min<int64_t>(args.get_int("--show"), count);
-  const auto device = tok.model->parameters()[0].device();
   torch::NoGradGuard ng;
-  std::vector<double> values;
-  at::Tensor grid_in, grid_out;
+  struct Score {
+    double psnr_sum = 0;
+    at::Tensor hist;
+    at::Tensor grid;
+  };
+  std::vector<Score> scores(toks.size());
+  for (size_t t = 0; t < toks.size(); ++t) scores[t].hist = at::zeros({toks[t].config.tokenizer.codebook_size}, at::kLong);
+  at::Tensor grid_in;
   Progress progress("reconstruct", count);
   for (int64_t start = 0; start < count; start += 64) {
     std::vector<at::Tensor> imgs;
     for (int64_t i = start; i < std::min(count, start + 64); ++i)
       imgs.push_back(image_to_tensor(transform.apply(data->load(i).image, 0, 0, i)));
     const auto x = at::stack(imgs).to(device);
-    const auto rec = tok.model->forward(x).reconstruction.to(at::kFloat);
-    const auto p = psnr(x, rec).cpu();
-    for (int64_t i = 0; i < p.size(0); ++i) values.push_back(p[i].item<double>());
-    if (!grid_in.defined()) {
-      grid_in = x.slice(0, 0, shown).cpu();
-      grid_out = rec.slice(0, 0, shown).cpu();
+    if (!grid_in.defined()) grid_in = x.slice(0, 0, shown).cpu();
+    for (size_t t = 0; t < toks.size(); ++t) {
+      const auto out = toks[t].model->forward(x);
+      const auto rec = out.reconstruction.to(at::kFloat);
+      scores[t].psnr_sum += psnr(x, rec).sum().item<double>();
+      scores[t].hist += code_histogram(out.quant.indices, scores[t].hist.size(0));
+      if (!scores[t].grid.defined()) scores[t].grid = rec.slice(0, 0, shown).cpu();
     }
     progress.update(start + x.size(0));
   }
   progress.finish();
-  double mean = 0;
-  for (double v : values) mean += v / static_cast<double>(values.size());
   const std::string out = args.get("--out");
   if (!out.empty()) {
+    // Blocks of up to 8 images: the inputs, then each tokenizer's reconstructions.
+    Figure fig;
     const int64_t cols = std::min<int64_t>(shown, 8);
-    // Rows alternate: inputs, then their reconstructions.
-    std::vector<at::Tensor> rows;
-    for (int64_t s = 0; s < shown; s += cols) {
-      rows.push_back(grid_in.slice(0, s, std::min(shown, s + cols)));
-      rows.push_back(grid_out.slice(0, s, std::min(shown, s + cols)));
+    for (int64_t s = 0; s + cols <= shown; s += cols) {
+      fig.add_row(grid_in.slice(0, s, s + cols), "input");
+      for (size_t t = 0; t < toks.size(); ++t)
+        fig.add_row(scores[t].grid.slice(0, s, s + cols), toks.size() == 1 ? "recon" : "phase " + std::to_string(toks[t].phase));
     }
-    write_png(out, make_grid(at::cat(rows), cols));
+    fig.write_png(out);
   }
-  std::cout << std::fixed << std::setprecision(2) << "PSNR " << mean << " dB over " << values.size() << " "
-            << args.get("--split") << " images (tokenizer phase " << tok.phase << ", step " << tok.step << ")"
+  std::cout << std::fixed << std::setprecision(2);
+  for (size_t t = 0; t < toks.size(); ++t) {
+    const int64_t K = scores[t].hist.size(0);
+    // Usage over every code of every measured image, and the perplexity of that histogram.
+    const auto prob = scores[t].hist.to(at::kDouble) / std::max<double>(1.0, scores[t].hist.sum().item<double>());
+    const double perplexity = std::exp(-(prob * at::log(prob.clamp_min(1e-12))).sum().item<double>());
+    const int64_t used = (scores[t].hist > 0).sum().item<int64_t>();
+    std::cout << paths[t] << " (phase " << toks[t].phase << ", step " << toks[t].step << "): PSNR "
+              << scores[t].psnr_sum / static_cast<double>(count) << " dB, codebook usage "
+              << 100.0 * static_cast<double>(used) / static_cast<double>(K) << "% (" << used << " of " << K
+              << " codes), perplexity " << perplexity << "\n";
+  }
+  std::cout << "measured on " << count << " " << args.get("--split") << " images"
             << (out.empty() ? "" : "; grid (inputs over reconstructions): " + out) << "\n";
   return 0;
 }
@@ -74,7 +102,8 @@ int run_tokenize(const Args& args) {
   auto tok = open_tokenizer(args, cli_config);
   const std::string split = args.get("--split");
   const auto data = open_dataset(tok.config.data, split);
-  const std::string out = args.has("--out") ? args.get("--out") : "tokens-" + split + ".safetensors";
+  const std::string out =
+      args.has("--out") ? args.get("--out") : "runs/" + cli_config.preset + "/tokens-" + split + ".safetensors";
   const auto tokens = tokenize_dataset(*tok.model, *data, eval_transform(tok.config.data), args.get_int("--batch-size"),
                                        args.get_int("--limit"));
   TokenFile file;
@@ -84,6 +113,8 @@ int run_tokenize(const Args& args) {
   file.class_names = data->class_names();
   file.tokenizer_config_json = config_to_json(tok.config, -1);
   file.split = split;
+  const auto parent = std::filesystem::path(out).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
   save_tokens(out, file);
   std::cout << "wrote " << file.indices.size(0) << " token maps of " << file.indices.size(1) << "x" << file.indices.size(2)
             << " (codebook " << file.codebook_size << ") to " << out << "\n";
@@ -119,11 +150,11 @@ int run_decode(const Args& args) {
 Command reconstruct_command() {
   Command c;
   c.info.name = "reconstruct";
-  c.info.summary = "Reconstruct data-set images with a tokenizer: a grid of inputs over reconstructions, and the PSNR";
+  c.info.summary = "Reconstruct data-set images with a tokenizer: a grid of inputs over reconstructions, the PSNR and the codebook usage";
   c.config_options("fmnist");
-  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
+  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run (repeat to compare)", true);
   c.option("--split", "SPLIT", "test", "train or test");
-  c.option("--count", "N", "1000", "images to measure the PSNR on");
+  c.option("--count", "N", "1000", "images to measure the PSNR and usage on (-1: the whole split)");
   c.option("--show", "N", "16", "images in the grid");
   c.option("--out", "FILE", "reconstructions.png", "grid PNG (empty: none)");
   c.run = run_reconstruct;
@@ -137,7 +168,7 @@ Command tokenize_command() {
   c.config_options("fmnist");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
   c.option("--split", "SPLIT", "train", "train or test");
-  c.option("--out", "FILE", "", "token file (default: tokens-SPLIT.safetensors)");
+  c.option("--out", "FILE", "", "token file (default: runs/PRESET/tokens-SPLIT.safetensors)");
   c.option("--batch-size", "N", "256", "images per forward pass");
   c.option("--limit", "N", "-1", "encode only the first N images (-1: all)");
   c.run = run_tokenize;

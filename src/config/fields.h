@@ -77,6 +77,7 @@ void visit_fields(C& c, V&& v) {
   v("quantizer.entropy_tau", q.entropy_tau, "softmax temperature of the soft usage", range(1e-6, 1e6));
   v("quantizer.entropy_sign", q.entropy_sign, "sign of the entropy term in the loss (-1 raises usage)", one_of({"-1", "1"}));
   v("quantizer.per_sample_entropy_gamma", q.per_sample_entropy_gamma, "weight of the mean per-position entropy (sharpens assignments)", range(0, 100));
+  v("quantizer.init_range", q.init_range, "codes start uniform in [-r, r] (0: r = 1/K)", range(0, 1e3));
 
   auto& p = c.perceptual;
   v("perceptual.network", p.network, "loss network: torchvision VGG16 or a classifier from train-classifier", one_of({"vgg16", "classifier"}));

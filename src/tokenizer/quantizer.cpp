@@ -33,8 +33,8 @@ QuantizerImpl::QuantizerImpl(int64_t codebook_size, int64_t code_dim, const Quan
     : config_(config) {
   SEQGAN_CHECK(codebook_size >= 2 && code_dim >= 1, "codebook must be at least 2 x 1, got ", codebook_size, " x ",
                code_dim);
-  embedding = register_parameter(
-      "embedding", torch::empty({codebook_size, code_dim}).uniform_(-1.0 / codebook_size, 1.0 / codebook_size));
+  const double r = config.init_range > 0 ? config.init_range : 1.0 / static_cast<double>(codebook_size);
+  embedding = register_parameter("embedding", torch::empty({codebook_size, code_dim}).uniform_(-r, r));
 }
 
 at::Tensor QuantizerImpl::nearest(const at::Tensor& z_e) {

@@ -233,9 +233,12 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   auto window_start = std::chrono::steady_clock::now();
   const bool autocast = cuda && tt.autocast_bf16;
 
+  std::string stop_reason = "final";
   while (st.step < ps.iterations) {
-    if ((opt.stop && opt.stop()) || (opt.max_steps >= 0 && done_here >= opt.max_steps)) {
+    const bool signalled = opt.stop && opt.stop();
+    if (signalled || (opt.max_steps >= 0 && done_here >= opt.max_steps)) {
       result.interrupted = true;
+      stop_reason = signalled ? "interrupted" : "--max-steps reached";
       break;
     }
     Batch batch;
@@ -372,7 +375,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     if (st.step % tt.checkpoint_every == 0 && st.step < ps.iterations) save("periodic");
   }
   if (!result.interrupted) progress.finish();
-  save(result.interrupted ? "interrupted" : "final");
+  save(stop_reason);
   result.step = st.step;
   result.tokenizer_path = model_path;
   return result;

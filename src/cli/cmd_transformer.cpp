@@ -1,0 +1,281 @@
+// `seqgan train-transformer`, `seqgan sample`, `seqgan visualize`.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "cli/cli.h"
+#include "cli/signals.h"
+#include "seqgan/error.h"
+#include "seqgan/image.h"
+#include "seqgan/log.h"
+#include "seqgan/runtime.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokens.h"
+#include "train/run.h"
+#include "train/transformer_trainer.h"
+#include "transformer/sampling.h"
+#include "transformer/transformer.h"
+
+namespace seqgan::cli {
+namespace {
+
+bool parse_kind(const std::string& kind) {
+  if (kind == "ar") return true;
+  if (kind == "nar") return false;
+  throw UsageError("--kind must be ar or nar, got '" + kind + "'");
+}
+
+int run_train_transformer(const Args& args) {
+  TransformerTrainOptions o;
+  o.config = load_config(args);
+  o.causal = parse_kind(args.get("--kind"));
+  const std::string runs = "runs/" + o.config.preset;
+  o.tokens = args.has("--tokens") ? args.get("--tokens") : runs + "/tokens-train.safetensors";
+  o.val_tokens = args.get("--val-tokens");
+  o.run_dir = args.has("--out") ? args.get("--out") : runs + "/" + args.get("--kind");
+  o.resume = args.flag("--resume");
+  o.max_steps = args.get_int("--max-steps");
+  o.stop = install_stop_handlers();
+  const auto r = train_transformer(o);
+  std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; validation loss "
+            << std::setprecision(4) << r.val_loss << ", top-1 " << 100 * r.val_accuracy << "%; model: " << r.model_path
+            << (r.interrupted ? " (continue with --resume)" : "") << "\n";
+  return 0;
+}
+
+// "3,5,7" -> {3, 5, 7}; "all" -> 0..n-1.
+std::vector<int64_t> parse_classes(const std::string& text, int64_t num_classes) {
+  std::vector<int64_t> out;
+  if (text == "all") {
+    for (int64_t c = 0; c < num_classes; ++c) out.push_back(c);
+    return out;
+  }
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const int64_t c = std::stoll(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      if (c < 0 || c >= num_classes)
+        throw UsageError("--classes: class " + item + " is out of range; the model knows classes 0 to " +
+                         std::to_string(num_classes - 1));
+      out.push_back(c);
+    } catch (const std::logic_error&) {
+      throw UsageError("--classes takes 'all' or comma-separated class ids, got '" + text + "'");
+    }
+  }
+  if (out.empty()) throw UsageError("--classes is empty");
+  return out;
+}
+
+int run_sample(const Args& args) {
+  const Config cli = load_config(args);
+  const auto device = to_device(resolve_device(cli.device));
+  if (!args.has("--model")) throw UsageError("pass --model RUN/transformer.safetensors");
+  if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
+  auto tr = load_transformer(args.get("--model"), device);
+  auto tok = load_tokenizer(args.get("--tokenizer"), device);
+  const auto& ts = tr.space;
+  SEQGAN_CHECK_HINT(tok.config.tokenizer.codebook_size == ts.codebook_size, "sample with the tokenizer whose tokens the model was trained on",
+                    "the transformer predicts ", ts.codebook_size, " codes, the tokenizer has ", tok.config.tokenizer.codebook_size);
+  const int64_t per_class = args.get_int("--per-class");
+  if (per_class < 1) throw UsageError("--per-class must be at least 1");
+  std::vector<int64_t> rows;  // class of each grid row (-1: unconditional)
+  if (ts.num_classes > 0) {
+    rows = parse_classes(args.get("--classes"), ts.num_classes);
+  } else {
+    const int64_t count = args.get_int("--count");
+    if (count < 1) throw UsageError("--count must be at least 1");
+    rows.assign(static_cast<size_t>((count + per_class - 1) / per_class), -1);
+  }
+  std::vector<int64_t> cond;
+  for (int64_t c : rows)
+    for (int64_t i = 0; i < per_class; ++i) cond.push_back(c < 0 ? 0 : c);
+  const int64_t total = static_cast<int64_t>(cond.size());
+  const int64_t batch = std::max<int64_t>(1, args.get_int("--batch-size"));
+  auto gen = make_generator(static_cast<uint64_t>(args.get_int("--seed")));
+  const int64_t h = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(ts.length))));
+  SEQGAN_CHECK(h * h == ts.length, "the model's ", ts.length, " tokens do not form a square grid");
+
+  std::vector<at::Tensor> codes;
+  Progress progress(tr.model->causal() ? "sample AR" : "sample NAR", total);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t s = 0; s < total; s += batch) {
+    const int64_t n = std::min(batch, total - s);
+    const auto c = at::tensor(std::vector<int64_t>(cond.begin() + s, cond.begin() + s + n), at::kLong);
+    codes.push_back((tr.model->causal() ? sample_ar(*tr.model, c, n, ar_options(cli.sample), gen)
+                                        : sample_nar(*tr.model, c, n, nar_options(cli.sample), gen))
+                        .cpu());
+    progress.update(s + n);
+  }
+  progress.finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto all = at::cat(codes).view({total, h, h});
+
+  const std::string out = args.get("--out");
+  std::filesystem::create_directories(out + "/images");
+  std::vector<at::Tensor> imgs;
+  {
+    torch::NoGradGuard ng;
+    for (int64_t s = 0; s < total; s += 64)
+      imgs.push_back(tok.model->decode_indices(all.narrow(0, s, std::min<int64_t>(64, total - s)).to(device)).to(at::kFloat).cpu());
+  }
+  const auto images = at::cat(imgs);
+  for (int64_t i = 0; i < total; ++i) {
+    std::ostringstream name;
+    name << out << "/images/" << std::setw(6) << std::setfill('0') << i << ".png";
+    write_png(name.str(), images[i]);
+  }
+  // Row captions: the class names of the tokenizer's data set where it is at hand, else ids.
+  std::vector<std::string> names;
+  try {
+    names = open_dataset(tok.config.data, "test")->class_names();
+  } catch (const Error&) {
+  }
+  Figure fig;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t c = rows[r];
+    const std::string caption = c < 0 ? "" : c < static_cast<int64_t>(names.size()) ? names[c] : "class " + std::to_string(c);
+    fig.add_row(images.narrow(0, static_cast<int64_t>(r) * per_class, per_class), caption);
+  }
+  fig.write_png(out + "/grid.png");
+  TokenFile file;
+  file.indices = all;
+  file.labels = ts.num_classes > 0 ? at::tensor(cond, at::kLong) : at::full({total}, -1, at::kLong);
+  file.codebook_size = ts.codebook_size;
+  file.tokenizer_config_json = config_to_json(tok.config, -1);
+  file.split = "samples";
+  save_tokens(out + "/tokens.safetensors", file);
+  std::cout << "sampled " << total << " images (" << (tr.model->causal() ? "AR" : "NAR") << ", " << std::fixed
+            << std::setprecision(1) << static_cast<double>(total) / secs << " img/s, "
+            << static_cast<double>(total * ts.length) / secs << " tokens/s) -> " << out
+            << "/grid.png, images/, tokens.safetensors\n";
+  return 0;
+}
+
+int run_visualize(const Args& args) {
+  const Config cli = load_config(args);
+  const auto device = to_device(resolve_device(cli.device));
+  if (!args.has("--model")) throw UsageError("pass --model RUN/transformer.safetensors of an AR run");
+  if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
+  auto tr = load_transformer(args.get("--model"), device);
+  SEQGAN_CHECK_HINT(tr.model->causal(), "pass an AR model (train-transformer --kind ar)",
+                    "the visualisation teacher-forces an AR transformer; this one is NAR");
+  auto tok = load_tokenizer(args.get("--tokenizer"), device);
+  SEQGAN_CHECK_HINT(tok.config.tokenizer.codebook_size == tr.space.codebook_size,
+                    "visualise with the tokenizer whose tokens the model was trained on", "the transformer predicts ",
+                    tr.space.codebook_size, " codes, the tokenizer has ", tok.config.tokenizer.codebook_size);
+  const auto data = open_dataset(tok.config.data, args.get("--split"));
+  const Transform transform(eval_transform(tok.config.data));
+  const int64_t requested = args.get_int("--count");
+  const int64_t count = requested < 0 ? data->size() : std::min<int64_t>(requested, data->size());
+  const int64_t shown = std::min<int64_t>(args.get_int("--show"), count);
+  const bool conditional = tr.space.num_classes > 0;
+  torch::NoGradGuard ng;
+  double correct = 0, total = 0;
+  Figure fig;
+  fig.set_column_groups({1, 1, 1}, {"input", "recon", "AR top-1"});
+  Progress progress("visualize", count);
+  for (int64_t start = 0; start < count; start += 64) {
+    std::vector<at::Tensor> xs;
+    std::vector<int64_t> labels;
+    for (int64_t i = start; i < std::min(count, start + 64); ++i) {
+      const auto ex = data->load(i);
+      xs.push_back(image_to_tensor(transform.apply(ex.image, 0, 0, i)));
+      labels.push_back(std::max<int64_t>(0, ex.label));
+    }
+    const auto x = at::stack(xs).to(device);
+    const int64_t B = x.size(0);
+    const auto idx = tok.model->encode_indices(x);  // [B, h, w]
+    const auto flat = idx.reshape({B, -1});
+    const auto y = conditional ? at::tensor(labels, at::kLong).to(device) : at::Tensor();
+    if (conditional) {
+      SEQGAN_CHECK_HINT(at::tensor(labels).max().item<int64_t>() < tr.space.num_classes, "visualise on the data the model was trained on",
+                        "image label exceeds the model's ", tr.space.num_classes, " classes");
+    }
+    // One teacher-forced pass: position i sees the true codes before it.
+    const auto logits = tr.model->forward(y, flat.narrow(1, 0, flat.size(1) - 1));
+    const auto pred = logits.argmax(-1);  // [B, L]
+    correct += (pred == flat).sum().item<double>();
+    total += static_cast<double>(flat.numel());
+    const int64_t first = std::max<int64_t>(0, std::min(B, shown - start));
+    if (first > 0) {
+      const auto rec = tok.model->decode_indices(idx.narrow(0, 0, first)).to(at::kFloat).cpu();
+      const auto ar = tok.model->decode_indices(pred.narrow(0, 0, first).view({first, idx.size(1), idx.size(2)})).to(at::kFloat).cpu();
+      for (int64_t i = 0; i < first; ++i) {
+        const auto acc = (pred[i] == flat[i]).to(at::kDouble).mean().item<double>();
+        std::ostringstream cap;
+        cap << std::fixed << std::setprecision(0) << 100 * acc << "%";
+        fig.add_row(at::stack({x[i].to(at::kFloat).cpu(), rec[i], ar[i]}), cap.str());
+      }
+    }
+    progress.update(start + B);
+  }
+  progress.finish();
+  const std::string out = args.get("--out");
+  fig.write_png(out);
+  std::cout << std::fixed << std::setprecision(2) << "AR teacher-forced top-1 accuracy " << 100 * correct / total << "% over "
+            << static_cast<int64_t>(total) << " tokens of " << count << " " << args.get("--split")
+            << " images; figure (input | reconstruction | AR prediction, row caption = that image's top-1): " << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+Command train_transformer_command() {
+  Command c;
+  c.info.name = "train-transformer";
+  c.info.summary = "Train the AR (causal) or NAR (MaskGIT) transformer on a token file from `seqgan tokenize`";
+  c.config_options("fmnist");
+  c.option("--kind", "KIND", "ar", "ar or nar");
+  c.option("--tokens", "FILE", "", "training token file (default: runs/PRESET/tokens-train.safetensors)");
+  c.option("--val-tokens", "FILE", "", "validation token file (default: hold out train_ar/nar.val_fraction of --tokens)");
+  c.option("--out", "DIR", "", "run directory (default: runs/PRESET/KIND)");
+  c.flag("--resume", "continue the run in --out from its checkpoint");
+  c.option("--max-steps", "N", "-1", "stop with a checkpoint after N steps of this invocation (-1: no limit)");
+  c.run = run_train_transformer;
+  return c;
+}
+
+Command sample_command() {
+  Command c;
+  c.info.name = "sample";
+  c.info.summary =
+      "Sample images from a transformer: grid.png (a row per class), images/*.png and tokens.safetensors.\n"
+      "AR settings: sample.temperature, sample.top_k, sample.top_p; NAR: sample.steps,\n"
+      "sample.sample_temperature, sample.choice_temperature (set them with --set)";
+  c.config_options("fmnist");
+  c.option("--model", "FILE", "", "transformer.safetensors of a train-transformer run");
+  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors that decodes the codes");
+  c.option("--classes", "LIST", "all", "class-conditional models: 'all' or comma-separated class ids, a grid row each");
+  c.option("--per-class", "N", "8", "samples per class (per grid row)");
+  c.option("--count", "N", "64", "unconditional models: images to sample");
+  c.option("--batch-size", "N", "64", "images sampled together");
+  c.option("--seed", "N", "0", "random seed (the same seed gives the same images)");
+  c.option("--out", "DIR", "samples", "output directory");
+  c.run = run_sample;
+  return c;
+}
+
+Command visualize_command() {
+  Command c;
+  c.info.name = "visualize";
+  c.info.summary =
+      "Teacher-forced AR predictions beside reconstructions (the paper's section 3.2): the true codes go\n"
+      "through the AR model in one pass, the top-1 code at every position is decoded; prints the top-1 accuracy";
+  c.config_options("fmnist");
+  c.option("--model", "FILE", "", "AR transformer.safetensors");
+  c.option("--tokenizer", "FILE", "", "tokenizer.safetensors the model's tokens came from");
+  c.option("--split", "SPLIT", "test", "train or test");
+  c.option("--count", "N", "1000", "images to measure the accuracy on (-1: the whole split)");
+  c.option("--show", "N", "8", "images in the figure (a row each)");
+  c.option("--out", "FILE", "visualization.png", "figure PNG");
+  c.run = run_visualize;
+  return c;
+}
+
+}  // namespace seqgan::cli

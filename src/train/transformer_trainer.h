@@ -1,0 +1,58 @@
+// Training of the AR and NAR transformers on a token file (SPEC section 4).
+//
+// AR: teacher forcing, cross-entropy on every position. NAR: a cos(pi r / 2) share of the tokens
+// (at least one) replaced by the mask token, cross-entropy with label smoothing on those only.
+// AdamW with decay on weight matrices only; warm-up then the configured decay.
+//
+// A run directory holds config.json, metrics.jsonl (kinds "train" and "val"),
+// transformer.safetensors (kind "transformer-ar" / "transformer-nar", with the token space) and
+// checkpoint.safetensors (model, optimiser, RNG, data position: the run resumes exactly).
+#pragma once
+
+#include <string>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include "seqgan/config.h"
+#include "train/run.h"
+
+namespace seqgan {
+
+struct TransformerTrainOptions {
+  Config config;
+  std::string run_dir;
+  bool causal = true;        // AR (true) or NAR
+  std::string tokens;        // training token file
+  std::string val_tokens;    // held-out token file; empty: hold out train_*.val_fraction of `tokens`
+  bool resume = false;
+  StopFlag stop;
+  int64_t max_steps = -1;
+  int rank = 0;
+};
+
+struct TransformerTrainResult {
+  int64_t step = 0;
+  bool interrupted = false;
+  double val_loss = 0;      // the last validation loss
+  double val_accuracy = 0;  // top-1 on the positions the loss covers
+  std::string model_path;
+};
+
+TransformerTrainResult train_transformer(const TransformerTrainOptions& options);
+
+// NAR training input: for tokens [B, L], the positions to mask [B, L] bool, cos(pi r / 2) of
+// them per row (r uniform in [0, 1), at least one), drawn from `gen` or the default generator.
+at::Tensor nar_training_mask(const at::Tensor& tokens, c10::optional<at::Generator> gen = c10::nullopt);
+
+// Mean loss and top-1 accuracy of a transformer on a token set, deterministic (NAR masks from a
+// generator seeded with `seed`).
+struct TokenSetScore {
+  double loss = 0, accuracy = 0;
+};
+class TransformerImpl;
+TokenSetScore score_tokens(TransformerImpl& model, const at::Tensor& indices, const at::Tensor& labels,
+                           int64_t batch_size, double label_smoothing, uint64_t seed);
+
+}  // namespace seqgan

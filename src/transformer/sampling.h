@@ -1,0 +1,58 @@
+// Sampling from the transformers (SPEC section 4): AR with a key/value cache and temperature,
+// top-k and top-p filtering; NAR (MaskGIT) iterative decoding with a cosine schedule and
+// Gumbel-annealed choice of the tokens to keep.
+//
+// Randomness comes from a seeded CPU generator only (uniform draws moved to the model's device),
+// so a seed gives the same tokens on every device and thread count.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "seqgan/config.h"
+
+namespace seqgan {
+
+class TransformerImpl;
+
+// logits [B, K] -> filtered logits: divided by `temperature`; outside the `top_k` most likely
+// codes (0: no limit) and outside the smallest set of most likely codes whose probability mass
+// reaches `top_p` (1: no limit) set to -inf. The most likely code always stays.
+at::Tensor filter_logits(const at::Tensor& logits, double temperature, int64_t top_k, double top_p);
+
+// One draw per row of probs [B, K] using uniforms u [B] in [0, 1): inverse CDF.
+at::Tensor sample_categorical(const at::Tensor& probs, const at::Tensor& u);
+
+// Uniform [0, 1) draws of `shape` from `gen`, on `device`.
+at::Tensor uniform_like(at::Generator& gen, at::IntArrayRef shape, const at::TensorOptions& options);
+
+at::Generator make_generator(uint64_t seed);
+
+struct ArSampleOptions {
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  bool use_cache = true;  // false: recompute the whole prefix at every step (reference, benchmark)
+};
+// cond [B] class ids (ignored when unconditional); returns codes [B, L] int64.
+at::Tensor sample_ar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const ArSampleOptions& options,
+                     at::Generator& gen);
+
+struct NarSampleOptions {
+  int64_t steps = 12;
+  double sample_temperature = 0.65;
+  double choice_temperature = 4.5;
+};
+// Tokens still masked after step t (0-based) of `steps` for L tokens with `unknown` of them
+// unknown before the step: floor(L cos(pi/2 (t+1)/steps)), at least 1, at most unknown - 1.
+int64_t nar_masked_after(int64_t t, int64_t steps, int64_t length, int64_t unknown);
+// Optional `trace`: the token map after every step ([steps, B, L], mask token where unknown).
+at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const NarSampleOptions& options,
+                      at::Generator& gen, std::vector<at::Tensor>* trace = nullptr);
+
+ArSampleOptions ar_options(const SampleConfig& c);
+NarSampleOptions nar_options(const SampleConfig& c);
+
+}  // namespace seqgan

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <filesystem>
+
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -44,6 +46,22 @@ TrainState TrainState::from_meta(const CheckpointMeta& meta, const safetensors::
     gen.set_state(it->second);
   }
   return s;
+}
+
+ResumePoint open_resume(const std::string& path, const std::string& kind, Config& config) {
+  SEQGAN_CHECK_HINT(std::filesystem::exists(path), "start without --resume, or point --out at the interrupted run",
+                    "nothing to resume: '", path, "' does not exist");
+  ResumePoint r;
+  r.file = safetensors::load(path);
+  r.meta = CheckpointMeta::from_metadata(r.file.header.metadata, path);
+  SEQGAN_CHECK_HINT(r.meta.kind == kind, "point --out at a run of this command", path, " is a '", r.meta.kind,
+                    "' checkpoint, not a '", kind, "' training state");
+  const int threads = config.threads;
+  const std::string device = config.device;
+  config = config_from_json(r.meta.config_json, path);
+  config.threads = threads;
+  config.device = device;
+  return r;
 }
 
 safetensors::TensorMap with_prefix(const safetensors::TensorMap& tensors, const std::string& prefix) {

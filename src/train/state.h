@@ -5,6 +5,8 @@
 #include <string>
 
 #include "seqgan/checkpoint.h"
+#include "seqgan/config.h"
+#include "seqgan/safetensors.h"
 
 namespace seqgan {
 
@@ -20,6 +22,15 @@ struct TrainState {
   // Reads the counters and restores the RNG states.
   static TrainState from_meta(const CheckpointMeta& meta, const safetensors::TensorMap& tensors);
 };
+
+// A run's training checkpoint opened for --resume: the file and its metadata. Checks that it
+// exists and has `kind`; replaces `config` by the run's own configuration (it fixed what is
+// trained), keeping only where to run (threads, device) from the caller's.
+struct ResumePoint {
+  safetensors::File file;
+  CheckpointMeta meta;
+};
+ResumePoint open_resume(const std::string& checkpoint_path, const std::string& kind, Config& config);
 
 // The tensors whose names start with `prefix`, with the prefix removed.
 safetensors::TensorMap with_prefix(const safetensors::TensorMap& tensors, const std::string& prefix);

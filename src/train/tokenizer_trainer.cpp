@@ -67,19 +67,11 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   safetensors::File resume_file;
   CheckpointMeta resume_meta;
   if (opt.resume) {
-    SEQGAN_CHECK_HINT(file_exists(ckpt_path), "start without --resume, or point --out at the interrupted run",
-                      "nothing to resume: '", ckpt_path, "' does not exist");
-    resume_file = safetensors::load(ckpt_path);
-    resume_meta = CheckpointMeta::from_metadata(resume_file.header.metadata, ckpt_path);
-    SEQGAN_CHECK(resume_meta.kind == "tokenizer-train", ckpt_path, " is a '", resume_meta.kind,
-                 "' checkpoint, not a tokenizer training state");
+    auto r = open_resume(ckpt_path, "tokenizer-train", config);
+    resume_file = std::move(r.file);
+    resume_meta = std::move(r.meta);
     SEQGAN_CHECK_HINT(resume_meta.extra["phase"] == std::to_string(opt.phase), "resume with the phase the run was started with",
                       ckpt_path, " is a phase-", resume_meta.extra["phase"], " run, not phase ", opt.phase);
-    const int threads = config.threads;
-    const std::string device = config.device;
-    config = config_from_json(resume_meta.config_json, ckpt_path);
-    config.threads = threads;  // where to run may change between invocations, what to train may not
-    config.device = device;
   }
   const auto device = to_device(resolve_device(config.device));
   const bool cuda = device.is_cuda();

@@ -115,19 +115,11 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   safetensors::File resume_file;
   CheckpointMeta resume_meta;
   if (opt.resume) {
-    SEQGAN_CHECK_HINT(file_exists(ckpt_path), "start without --resume, or point --out at the interrupted run",
-                      "nothing to resume: '", ckpt_path, "' does not exist");
-    resume_file = safetensors::load(ckpt_path);
-    resume_meta = CheckpointMeta::from_metadata(resume_file.header.metadata, ckpt_path);
-    SEQGAN_CHECK(resume_meta.kind == "transformer-train", ckpt_path, " is a '", resume_meta.kind,
-                 "' checkpoint, not a transformer training state");
+    auto r = open_resume(ckpt_path, "transformer-train", config);
+    resume_file = std::move(r.file);
+    resume_meta = std::move(r.meta);
     SEQGAN_CHECK_HINT(resume_meta.extra["model_kind"] == kind, "resume with the --kind the run was started with", ckpt_path,
                       " trains a ", resume_meta.extra["model_kind"], ", not a ", kind);
-    const int threads = config.threads;
-    const std::string device = config.device;
-    config = config_from_json(resume_meta.config_json, ckpt_path);
-    config.threads = threads;
-    config.device = device;
   }
   const auto& tc = opt.causal ? config.train_ar : config.train_nar;
   const auto device = to_device(resolve_device(config.device));

@@ -124,3 +124,14 @@ TEST(Quantizer, HistogramCountsCodes) {
   EXPECT_EQ(h[3].item<int64_t>(), 2);
   EXPECT_EQ(h.sum().item<int64_t>(), 4);
 }
+
+TEST(Quantizer, InitialCodesSpanTheConfiguredRange) {
+  QuantizerConfig q;
+  Quantizer vqgan(64, 8, q);  // default: VQGAN's +-1/K
+  EXPECT_LE(vqgan->embedding.abs().max().item<double>(), 1.0 / 64);
+  EXPECT_GT(vqgan->embedding.abs().max().item<double>(), 0.5 / 64);
+  q.init_range = 0.5;
+  Quantizer wide(64, 8, q);
+  EXPECT_LE(wide->embedding.abs().max().item<double>(), 0.5);
+  EXPECT_GT(wide->embedding.abs().max().item<double>(), 0.25);
+}

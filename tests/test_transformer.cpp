@@ -273,6 +273,7 @@ class TransformerTrainer : public ::testing::Test {
     save_tokens(dir + "/tokens.safetensors", f);
     config = make_preset("fmnist");
     config.threads = 2;
+    config.device = "cpu";  // exact resume is a CPU promise (CUDA kernels may reduce in any order)
     config.transformer = tiny_transformer();
     for (auto* t : {&config.train_ar, &config.train_nar}) {
       t->batch_size = 8;

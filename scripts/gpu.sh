@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds seqgan against the libtorch of the machine's PyTorch (2.x, CUDA), runs the tests that do
+# not need the Debian data and reference packages, and the GPU benchmarks, in one call:
+#
+#   bash scripts/gpu.sh [OUT_DIR]      # default OUT_DIR: $OUT, else out/gpu
+#
+# Header-only dependencies the machine lacks (nlohmann-json, stb) may be given as Debian .deb
+# files in .gpu-deps/ (`apt-get download nlohmann-json3-dev libstb-dev` on a Debian machine);
+# they are unpacked into build-gpu/deps with `dpkg -x`, nothing is installed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-${OUT:-$root/out/gpu}}
+build="$root/build-gpu"
+mkdir -p "$out" "$build"
+deps="$build/deps"
+if compgen -G "$root/.gpu-deps/*.deb" >/dev/null; then
+  for d in "$root"/.gpu-deps/*.deb; do dpkg -x "$d" "$deps"; done
+fi
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' |
+  tee "$out/versions.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$out/versions.txt" || true
+
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" -DCMAKE_INCLUDE_PATH="$deps/usr/include" \
+  -DSEQGAN_BUILD_TESTS=ON -DSEQGAN_BUILD_BENCH=ON 2>&1 | tail -n 20 | tee "$out/configure.txt"
+cmake --build "$build" -j "$(nproc)" 2>&1 | tail -n 40 | tee "$out/build.txt"
+
+# Tests that need neither Fashion-MNIST nor the Debian python3-torchvision reference.
+filter=${SEQGAN_GPU_TESTS:-'Cuda*:Transformer*:Sampling*:Quantizer*:Attention*:WindowAttention*:Tokenizer.*:Discriminator*:Safetensors*:Checkpoint*:Config*'}
+"$build/tests/seqgan_tests" --gtest_filter="$filter" 2>&1 | tail -n 60 | tee "$out/tests.txt"
+
+# AR sampling with and without the key/value cache on the paper's 172M model.
+SEQGAN_BENCH_TRANSFORMER=paper "$build/bench/seqgan_bench" --benchmark_filter='BM_ArSample' 2>&1 | tee "$out/bench_ar.txt"

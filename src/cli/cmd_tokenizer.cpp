@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <set>
 
 #include "cli/cli.h"
 #include "eval/psnr.h"
@@ -70,13 +71,21 @@ int run_reconstruct(const Args& args) {
   progress.finish();
   const std::string out = args.get("--out");
   if (!out.empty()) {
-    // Blocks of up to 8 images: the inputs, then each tokenizer's reconstructions.
+    // Blocks of up to 8 images: the inputs, then each tokenizer's reconstructions, captioned
+    // with the tokenizer's run directory (its phase where the directories share a name).
+    std::vector<std::string> captions;
+    for (size_t t = 0; t < toks.size(); ++t) {
+      const std::string dir = std::filesystem::path(paths[t]).parent_path().filename().string();
+      captions.push_back(toks.size() == 1 ? "recon" : dir.empty() ? "phase " + std::to_string(toks[t].phase) : dir);
+    }
+    if (std::set<std::string>(captions.begin(), captions.end()).size() < captions.size())
+      for (size_t t = 0; t < toks.size(); ++t) captions[t] = "#" + std::to_string(t + 1) + " phase " + std::to_string(toks[t].phase);
     Figure fig;
     const int64_t cols = std::min<int64_t>(shown, 8);
     for (int64_t s = 0; s + cols <= shown; s += cols) {
       fig.add_row(grid_in.slice(0, s, s + cols), "input");
       for (size_t t = 0; t < toks.size(); ++t)
-        fig.add_row(scores[t].grid.slice(0, s, s + cols), toks.size() == 1 ? "recon" : "phase " + std::to_string(toks[t].phase));
+        fig.add_row(scores[t].grid.slice(0, s, s + cols), captions[t]);
     }
     fig.write_png(out);
   }

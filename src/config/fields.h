@@ -95,7 +95,7 @@ void visit_fields(C& c, V&& v) {
   v("discriminator.r1_gamma", g.r1_gamma, "R1 penalty weight", range(0, 1e6));
   v("discriminator.r1_interval", g.r1_interval, "lazy R1: every N discriminator steps", range(1, 1e6));
   v("discriminator.adv_weight", g.adv_weight, "generator adversarial weight", range(0, 1e6));
-  v("discriminator.start_iter", g.start_iter, "iteration the GAN loss starts", nonneg);
+  v("discriminator.start_iter", g.start_iter, "phase-1 iteration the GAN loss starts (phase 2 uses it from its first step)", nonneg);
   v("discriminator.adaptive_weight", g.adaptive_weight, "VQGAN adaptive weight instead of the fixed one", none);
 
   auto& tt = c.train_tokenizer;

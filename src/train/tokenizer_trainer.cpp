@@ -264,7 +264,8 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     const auto per = per_loss->forward(rec, x);
     const auto rec_loss = tt.l1_weight * l1 + per.loss;
     auto loss = rec_loss + vq_loss;
-    const bool gan = st.step >= config.discriminator.start_iter;
+    // Phase 2 inherits a trained discriminator: the GAN term is on from its first step.
+    const bool gan = phase2 || st.step >= config.discriminator.start_iter;
     at::Tensor g_adv;
     double adv_w = 0;
     if (gan) {

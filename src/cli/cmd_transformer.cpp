@@ -177,7 +177,9 @@ int run_visualize(const Args& args) {
   const bool conditional = tr.space.num_classes > 0;
   torch::NoGradGuard ng;
   double correct = 0, total = 0;
-  Figure fig;
+  FigureOptions fo;
+  fo.font_scale = tok.config.data.resolution >= 64 ? 2 : 1;  // headers no wider than a small image
+  Figure fig(fo);
   fig.set_column_groups({1, 1, 1}, {"input", "recon", "AR top-1"});
   Progress progress("visualize", count);
   for (int64_t start = 0; start < count; start += 64) {

@@ -20,12 +20,14 @@ void run_train_step(benchmark::State& state, const Config& c) {
   Tokenizer t(c.tokenizer, c.quantizer, c.data.channels);
   const int64_t batch = state.range(0);
   const auto x = torch::rand({batch, c.data.channels, c.data.resolution, c.data.resolution}) * 2 - 1;
-  for (auto _ : state) {
+  const auto step = [&] {
     auto out = t->forward(x);
     auto loss = (out.reconstruction - x).abs().mean() + out.quant.codebook_loss + out.quant.commit_loss + out.quant.entropy_loss;
     loss.backward();
     for (auto& p : t->parameters()) p.mutable_grad() = at::Tensor();
-  }
+  };
+  step();  // warm-up outside the timing: allocations and thread pools
+  for (auto _ : state) step();
   state.counters["img/s"] = benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
 }
 

@@ -2,9 +2,11 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "seqgan/error.h"
+#include "seqgan/log.h"
 
 namespace seqgan {
 
@@ -46,6 +48,18 @@ TrainState TrainState::from_meta(const CheckpointMeta& meta, const safetensors::
     gen.set_state(it->second);
   }
   return s;
+}
+
+bool TrainState::skip_nonfinite(double loss, int64_t max_in_row) {
+  if (std::isfinite(loss)) {
+    nonfinite_in_row = 0;
+    return false;
+  }
+  ++nonfinite_in_row;
+  log_warn(str("step ", step, ": non-finite loss (", loss, "), step skipped (", nonfinite_in_row, " in a row)"));
+  SEQGAN_CHECK_HINT(nonfinite_in_row < max_in_row, "lower the learning rate, or resume from the last checkpoint",
+                    "stopping: ", nonfinite_in_row, " non-finite losses in a row");
+  return true;
 }
 
 ResumePoint open_resume(const std::string& path, const std::string& kind, Config& config) {

@@ -17,6 +17,10 @@ struct TrainState {
   int64_t d_steps = 0;    // discriminator steps (lazy R1 cadence)
   int64_t nonfinite_in_row = 0;
 
+  // Call with every step's loss: a non-finite one is counted and warned about (true: skip the
+  // step), and throws once `max_in_row` come in a row; a finite one resets the count (false).
+  bool skip_nonfinite(double loss, int64_t max_in_row);
+
   // Counters go into the metadata, the RNG states (CPU, and CUDA when present) into tensors.
   void to_meta(CheckpointMeta& meta, safetensors::TensorMap& tensors) const;
   // Reads the counters and restores the RNG states.

@@ -280,15 +280,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
       loss = loss + adv_w * g_adv;
     }
     const double loss_value = loss.item<double>();
-    if (!std::isfinite(loss_value)) {
-      ++st.nonfinite_in_row;
-      log_warn(str("step ", st.step, ": non-finite loss (", loss_value, "), step skipped (", st.nonfinite_in_row, " in a row)"));
-      SEQGAN_CHECK_HINT(st.nonfinite_in_row < tt.max_nonfinite, "lower the learning rate, or resume from the last checkpoint",
-                        "stopping: ", st.nonfinite_in_row, " non-finite losses in a row");
+    if (st.skip_nonfinite(loss_value, tt.max_nonfinite)) {
       opt_g.zero_grad();
       continue;
     }
-    st.nonfinite_in_row = 0;
     opt_g.zero_grad();
     loss.backward();
     opt_g.step();

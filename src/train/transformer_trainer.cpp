@@ -247,15 +247,10 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
       terms = objective(*model, codes, labels, tc.label_smoothing, c10::nullopt);
     }
     const double loss_value = terms.loss.item<double>();
-    if (!std::isfinite(loss_value)) {
-      ++st.nonfinite_in_row;
-      log_warn(str("step ", st.step, ": non-finite loss (", loss_value, "), step skipped (", st.nonfinite_in_row, " in a row)"));
-      SEQGAN_CHECK_HINT(st.nonfinite_in_row < tc.max_nonfinite, "lower the learning rate, or resume from the last checkpoint",
-                        "stopping: ", st.nonfinite_in_row, " non-finite losses in a row");
+    if (st.skip_nonfinite(loss_value, tc.max_nonfinite)) {
       optimizer.zero_grad();
       continue;
     }
-    st.nonfinite_in_row = 0;
     optimizer.zero_grad();
     terms.loss.backward();
     optimizer.step();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "remove_tree.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 #include "seqgan/safetensors.h"
@@ -24,10 +25,10 @@ struct TempDir {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     path = fs::temp_directory_path() /
            ("seqgan_Checkpoint_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
+    seqgan::test::remove_tree(path);
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { seqgan::test::remove_tree(path); }
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 

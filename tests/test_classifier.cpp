@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 
+#include "remove_tree.h"
 #include "eval/classifier.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
@@ -33,10 +34,10 @@ struct TempDir {
   TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     path = fs::temp_directory_path() / ("seqgan_Classifier_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
+    seqgan::test::remove_tree(path);
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { seqgan::test::remove_tree(path); }
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 

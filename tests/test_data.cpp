@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "remove_tree.h"
 #include "seqgan/data.h"
 #include "seqgan/error.h"
 
@@ -27,7 +28,7 @@ struct TempDir {
     std::string templ = (fs::temp_directory_path() / "seqgan_data_XXXXXX").string();
     path = ::mkdtemp(templ.data());
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { seqgan::test::remove_tree(path); }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "remove_tree.h"
 #include "seqgan/error.h"
 #include "seqgan/image.h"
 
@@ -22,7 +23,7 @@ struct TempDir {
     std::string templ = (fs::temp_directory_path() / "seqgan_image_XXXXXX").string();
     path = ::mkdtemp(templ.data());
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { seqgan::test::remove_tree(path); }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 

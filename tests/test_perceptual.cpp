@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "remove_tree.h"
 #include "eval/classifier.h"
 #include "losses/perceptual.h"
 #include "seqgan/error.h"
@@ -230,5 +231,5 @@ TEST(Perceptual, ClassifierCheckpointBuildsTheLoss) {
   EXPECT_EQ(r.terms.size(), 7u);
   r.loss.backward();
   EXPECT_GT(rec.grad().abs().sum().item<double>(), 0);
-  fs::remove_all(dir);
+  seqgan::test::remove_tree(dir);
 }

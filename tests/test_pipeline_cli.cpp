@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "remove_tree.h"
 #include "seqgan/cli.h"
 #include "tiny.h"
 #include "tokenizer/tokens.h"
@@ -38,7 +39,7 @@ class Pipeline : public ::testing::Test {
     train_tokenizer(o);
   }
   static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir);
+    seqgan::test::remove_tree(*dir);
     delete dir;
   }
   static std::string tokenizer() { return *dir + "/tok/tokenizer.safetensors"; }

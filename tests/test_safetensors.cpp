@@ -10,6 +10,7 @@
 #include <functional>
 #include <iterator>
 
+#include "remove_tree.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 #include "seqgan/safetensors.h"
@@ -29,10 +30,10 @@ struct TempDir {
     static int count = 0;
     path = fs::temp_directory_path() / ("seqgan_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
                                         std::to_string(::getpid()) + "_" + std::to_string(count++));
-    fs::remove_all(path);
+    seqgan::test::remove_tree(path);
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { seqgan::test::remove_tree(path); }
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 

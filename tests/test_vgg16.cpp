@@ -14,6 +14,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "remove_tree.h"
 #include "losses/perceptual.h"
 #include "losses/vgg16.h"
 #include "seqgan/checkpoint.h"
@@ -52,7 +53,7 @@ std::string fixture_dir() {
   const int rc = std::system(cmd.c_str());
   if (rc != 0) {
     const std::string output = read_text(log);
-    fs::remove_all(tmp);
+    seqgan::test::remove_tree(tmp);
     ADD_FAILURE() << "generating the VGG16 reference failed (exit status " << rc << "): " << cmd << "\n"
                   << output.substr(output.size() > 3000 ? output.size() - 3000 : 0)
                   << "\n---> HINT: the parity tests need /usr/bin/python3 with torch and torchvision "
@@ -62,10 +63,10 @@ std::string fixture_dir() {
   fs::remove(log);
   std::error_code ec;
   fs::rename(tmp, target, ec);
-  if (ec) fs::remove_all(tmp);  // another process got there first; its copy is the same
+  if (ec) seqgan::test::remove_tree(tmp);  // another process got there first; its copy is the same
   // References of older script versions are 600 MB each: drop them.
   for (const auto& entry : fs::directory_iterator(root))
-    if (entry.path() != target && entry.path().filename().string().rfind("vgg16-", 0) == 0) fs::remove_all(entry.path(), ec);
+    if (entry.path() != target && entry.path().filename().string().rfind("vgg16-", 0) == 0) seqgan::test::remove_tree(entry.path(), ec);
   return dir = target.string();
 }
 
@@ -117,7 +118,7 @@ struct TempDir {
     path = fs::temp_directory_path() / ("seqgan_Vgg16_" + std::to_string(::getpid()));
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { seqgan::test::remove_tree(path); }
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "remove_tree.h"
 #include "eval/classifier.h"
 #include "seqgan/config.h"
 #include "seqgan/safetensors.h"
@@ -18,7 +19,7 @@ namespace seqgan::test {
 // A fresh empty directory under the system temp dir.
 inline std::string temp_dir(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() / ("seqgan-test-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  seqgan::test::remove_tree(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
 }

@@ -72,16 +72,23 @@ std::vector<int64_t> parse_classes(const std::string& text, int64_t num_classes)
   return out;
 }
 
-int run_sample(const Args& args) {
-  const Config cli = load_config(args);
-  const auto device = to_device(resolve_device(cli.device));
+// The --model transformer and the --tokenizer that decodes its codes, checked to share K.
+std::pair<LoadedTransformer, LoadedTokenizer> open_models(const Args& args, const torch::Device& device) {
   if (!args.has("--model")) throw UsageError("pass --model RUN/transformer.safetensors");
   if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
   auto tr = load_transformer(args.get("--model"), device);
   auto tok = load_tokenizer(args.get("--tokenizer"), device);
+  SEQGAN_CHECK_HINT(tok.config.tokenizer.codebook_size == tr.space.codebook_size,
+                    "use the tokenizer whose tokens the model was trained on", "the transformer predicts ",
+                    tr.space.codebook_size, " codes, the tokenizer has ", tok.config.tokenizer.codebook_size);
+  return {std::move(tr), std::move(tok)};
+}
+
+int run_sample(const Args& args) {
+  const Config cli = load_config(args);
+  const auto device = to_device(resolve_device(cli.device));
+  auto [tr, tok] = open_models(args, device);
   const auto& ts = tr.space;
-  SEQGAN_CHECK_HINT(tok.config.tokenizer.codebook_size == ts.codebook_size, "sample with the tokenizer whose tokens the model was trained on",
-                    "the transformer predicts ", ts.codebook_size, " codes, the tokenizer has ", tok.config.tokenizer.codebook_size);
   const int64_t per_class = args.get_int("--per-class");
   if (per_class < 1) throw UsageError("--per-class must be at least 1");
   std::vector<int64_t> rows;  // class of each grid row (-1: unconditional)
@@ -160,15 +167,9 @@ int run_sample(const Args& args) {
 int run_visualize(const Args& args) {
   const Config cli = load_config(args);
   const auto device = to_device(resolve_device(cli.device));
-  if (!args.has("--model")) throw UsageError("pass --model RUN/transformer.safetensors of an AR run");
-  if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
-  auto tr = load_transformer(args.get("--model"), device);
+  auto [tr, tok] = open_models(args, device);
   SEQGAN_CHECK_HINT(tr.model->causal(), "pass an AR model (train-transformer --kind ar)",
                     "the visualisation teacher-forces an AR transformer; this one is NAR");
-  auto tok = load_tokenizer(args.get("--tokenizer"), device);
-  SEQGAN_CHECK_HINT(tok.config.tokenizer.codebook_size == tr.space.codebook_size,
-                    "visualise with the tokenizer whose tokens the model was trained on", "the transformer predicts ",
-                    tr.space.codebook_size, " codes, the tokenizer has ", tok.config.tokenizer.codebook_size);
   const auto data = open_dataset(tok.config.data, args.get("--split"));
   const Transform transform(eval_transform(tok.config.data));
   const int64_t requested = args.get_int("--count");

@@ -7,6 +7,7 @@
 #include "remove_tree.h"
 #include "seqgan/cli.h"
 #include "tiny.h"
+#include "eval/classifier.h"
 #include "tokenizer/tokens.h"
 #include "train/tokenizer_trainer.h"
 
@@ -120,4 +121,67 @@ TEST_F(Pipeline, ReconstructComparesTokenizers) {
   EXPECT_EQ(line(first), line(second));
   EXPECT_TRUE(contains(r.out, "measured on 20 test images")) << r.out;
   EXPECT_TRUE(std::filesystem::exists(*dir + "/recon.png"));
+}
+
+TEST_F(Pipeline, EvaluateNamesItsNetwork) {
+  // An evaluation network of another architecture than the loss network (random weights: this
+  // checks the commands, not the numbers).
+  ClassifierArch arch;
+  arch.kind = "resnet";
+  arch.width = 4;
+  arch.resolution = 16;
+  torch::manual_seed(7);
+  save_classifier(*dir + "/eval-net.safetensors", Classifier(arch), "{}", {{"role", "eval"}});
+  const std::vector<std::string> net{"--threads", "2", "--set", "data.resolution=16", "--set",
+                                     "eval.feature_network=classifier", "--set",
+                                     "eval.feature_weights=" + *dir + "/eval-net.safetensors"};
+  auto r = cli(std::vector<std::string>{"evaluate", "rfid", "--tokenizer", tokenizer(), "--count", "24", "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 24);
+  EXPECT_TRUE(contains(j["network"].get<std::string>(), "classifier resnet")) << r.out;
+  EXPECT_GE(j["rfid"].get<double>(), 0.0);
+  EXPECT_GT(j["psnr_db"].get<double>(), 0.0);
+  EXPECT_EQ(j["codebook_size"], 16);
+
+  r = cli(std::vector<std::string>{"evaluate", "usage", "--tokenizer", tokenizer(), "--count", "24", "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  int64_t total = 0;
+  for (const auto& v : j["histogram"]) total += v.get<int64_t>();
+  EXPECT_EQ(total, 24 * 8 * 8);  // one code per token of every image (8x8 tokens)
+  EXPECT_FALSE(j.contains("rfid"));
+
+  // Statistics of the test images against the same images: distance 0.
+  const std::string stats = *dir + "/test-stats.safetensors";
+  r = cli(std::vector<std::string>{"fid-stats", "data:test", "--count", "30", "--out", stats} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = cli(std::vector<std::string>{"evaluate", "fid", "--ref", stats, "--gen", "data:test", "--count", "30", "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["frechet_distance"].get<double>(), 0.0, 1e-6);
+  EXPECT_EQ(j["gen"]["count"], 30);
+  EXPECT_TRUE(contains(j["network"].get<std::string>(), "classifier resnet")) << r.out;
+  r = cli(std::vector<std::string>{"evaluate", "fid", "--ref", "data:train", "--gen", stats, "--count", "30", "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["frechet_distance"].get<double>(), 0.0);
+
+  r = cli(std::vector<std::string>{"evaluate", "is", "--gen", "data:test", "--count", "20", "--splits", "2"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "IS [classifier resnet")) << r.out;
+
+  // The perceptual-loss network is refused as the evaluation network.
+  save_classifier(*dir + "/loss-role.safetensors", Classifier(arch), "{}", {{"role", "loss"}});
+  r = cli({"evaluate", "is", "--gen", "data:test", "--count", "20", "--threads", "2", "--set",
+           "eval.feature_network=classifier", "--set", "eval.feature_weights=" + *dir + "/loss-role.safetensors"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "perceptual-loss network")) << r.err;
+  // Missing Inception weights name the converter.
+  r = cli({"evaluate", "is", "--gen", "data:test", "--count", "20", "--threads", "2", "--set",
+           "eval.feature_network=inception", "--set", "eval.feature_weights=" + *dir + "/none.safetensors"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "convert_inception.py")) << r.err;
+  r = cli(std::vector<std::string>{"evaluate", "fidd"} + net);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.err, "unknown metric")) << r.err;
 }

@@ -2,8 +2,8 @@
 // grey input, the perceptual loss terms, and strict, loud loading of its weight file.
 //
 // The reference (tools/vgg16_fixtures.py, ~600 MB with the weights) is generated on first use
-// into /tmp/seqgan-fixtures-<uid>/vgg16-<hash of the scripts>, so a changed script regenerates
-// it. Without python3 + torchvision these tests fail: CI installs them.
+// (python_fixtures.h), so a changed script regenerates it. Without python3 + torchvision these
+// tests fail: CI installs them.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "python_fixtures.h"
 #include "remove_tree.h"
 #include "losses/perceptual.h"
 #include "losses/vgg16.h"
@@ -26,48 +27,10 @@ namespace st = seqgan::safetensors;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
-// Generates the fixtures once per script version; returns their directory or fails the test.
 std::string fixture_dir() {
-  static std::string dir;
-  if (!dir.empty()) return dir;
-  const fs::path tools = fs::path(SEQGAN_SOURCE_DIR) / "tools";
-  const std::string scripts = read_text(tools / "vgg16_fixtures.py") + read_text(tools / "convert_vgg16.py");
-  const fs::path root = fs::temp_directory_path() / ("seqgan-fixtures-" + std::to_string(::getuid()));
-  const fs::path target = root / ("vgg16-" + std::to_string(std::hash<std::string>{}(scripts)));
-  if (fs::exists(target / "expected.safetensors")) return dir = target.string();
-
-  // Into a private folder first, renamed at the end: concurrent test processes never see a
-  // half-written reference.
-  const fs::path tmp = root / ("tmp-" + std::to_string(::getpid()));
-  fs::create_directories(tmp);
-  const std::string log = (tmp / "log.txt").string();
-  const std::string cmd = "/usr/bin/python3 '" + (tools / "vgg16_fixtures.py").string() + "' '" + tmp.string() +
-                          "' > '" + log + "' 2>&1";
-  const int rc = std::system(cmd.c_str());
-  if (rc != 0) {
-    const std::string output = read_text(log);
-    seqgan::test::remove_tree(tmp);
-    ADD_FAILURE() << "generating the VGG16 reference failed (exit status " << rc << "): " << cmd << "\n"
-                  << output.substr(output.size() > 3000 ? output.size() - 3000 : 0)
-                  << "\n---> HINT: the parity tests need /usr/bin/python3 with torch and torchvision "
-                     "(Debian: apt-get install python3-torch python3-torchvision)";
-    return {};
-  }
-  fs::remove(log);
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) seqgan::test::remove_tree(tmp);  // another process got there first; its copy is the same
-  // References of older script versions are 600 MB each: drop them.
-  for (const auto& entry : fs::directory_iterator(root))
-    if (entry.path() != target && entry.path().filename().string().rfind("vgg16-", 0) == 0) seqgan::test::remove_tree(entry.path(), ec);
-  return dir = target.string();
+  static const std::string dir =
+      seqgan::test::python_fixture_dir("vgg16", {"vgg16_fixtures.py", "convert_vgg16.py", "weights_io.py"});
+  return dir;
 }
 
 // The loaded network is shared by the tests of one process: loading 550 MB takes seconds.
@@ -86,20 +49,7 @@ const st::TensorMap& expected() {
   return tensors;
 }
 
-// |a - b| <= atol * max|b| + rtol * |b|, with the worst element in the message.
-void expect_close(const at::Tensor& a, const at::Tensor& b, const std::string& what, double rtol = 1e-4,
-                  double atol = 1e-4) {
-  ASSERT_EQ(a.sizes(), b.sizes()) << what;
-  const at::Tensor scale = b.abs().max();
-  const at::Tensor excess = (a - b).abs() - (atol * scale + rtol * b.abs());
-  const double worst = excess.max().item<double>();
-  // The largest error as a fraction of the scale, in the XML report (--gtest_output=xml).
-  std::ostringstream error;
-  error << std::scientific << std::setprecision(2) << ((a - b).abs().max() / scale).item<double>();
-  ::testing::Test::RecordProperty(what, error.str());
-  EXPECT_LE(worst, 0.0) << what << ": max |a - b| = " << (a - b).abs().max().item<double>()
-                        << ", max |b| = " << scale.item<double>();
-}
+using seqgan::test::expect_close;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -209,7 +159,7 @@ TEST(Vgg16, WeightFileErrorsNameTheFileAndTheFix) {
   EXPECT_CONTAINS(missing, "/nonexistent/vgg16.safetensors");
   EXPECT_CONTAINS(missing, "tools/convert_vgg16.py");
   EXPECT_CONTAINS(error_of([] { seqgan::load_feature_network("vgg16", ""); }), "no weight file");
-  EXPECT_CONTAINS(error_of([] { seqgan::load_feature_network("inception", "x"); }), "vgg16 | classifier");
+  EXPECT_CONTAINS(error_of([] { seqgan::load_feature_network("alexnet", "x"); }), "vgg16 | inception | classifier");
 
   TempDir tmp;
   // A plain safetensors file holding the wrong tensors: every difference is reported at once.
@@ -224,5 +174,5 @@ TEST(Vgg16, WeightFileErrorsNameTheFileAndTheFix) {
   st::save(tmp.file("other.safetensors"), {{"w", torch::zeros({1})}},
            {{"format", "seqgan"}, {"format_version", "1"}, {"kind", "classifier"}, {"config", "{}"}, {"step", "0"}});
   EXPECT_CONTAINS(error_of([&] { seqgan::load_feature_network("vgg16", tmp.file("other.safetensors")); }),
-                  "expected VGG16 weights (kind 'vgg16'), found kind 'classifier'");
+                  "expected vgg16 weights (kind 'vgg16'), found kind 'classifier'");
 }

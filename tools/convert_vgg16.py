@@ -14,12 +14,11 @@ a JSON header, the raw little-endian data). Use it as perceptual.weights with
 perceptual.network=vgg16.
 """
 import argparse
-import json
 import os
-import struct
 import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from weights_io import check_shapes, load_state, write_safetensors  # noqa: E402,F401
 
 # torchvision cfg "D": output channels of each convolution, "M" a max-pool.
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -42,73 +41,16 @@ def vgg16_shapes():
     return shapes
 
 
-_DTYPES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64", np.dtype("float16"): "F16",
-           np.dtype("int64"): "I64", np.dtype("int32"): "I32", np.dtype("uint8"): "U8", np.dtype("bool"): "BOOL"}
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """Writes {name: array-like} as safetensors, atomically (temporary file + rename)."""
-    arrays = {}
-    for name, t in tensors.items():
-        a = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
-        if a.dtype not in _DTYPES:
-            raise ValueError(f"tensor '{name}': dtype {a.dtype} has no safetensors name here")
-        arrays[name] = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
-    header, offset = {}, 0
-    # Wider dtypes first keeps every tensor aligned to its element size without gaps.
-    order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
-    for name in order:
-        a = arrays[name]
-        header[name] = {"dtype": _DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the reference writes it
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for name in order:
-                f.write(arrays[name].tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def check_state_dict(state, source):
     """Raises ValueError listing every missing, unexpected or misshapen tensor."""
-    expected = vgg16_shapes()
-    problems = []
-    for name, shape in expected.items():
-        if name not in state:
-            problems.append(f"missing tensor '{name}' {list(shape)}")
-        elif tuple(state[name].shape) != shape:
-            problems.append(f"tensor '{name}' has wrong shape; expected {list(shape)}, got {list(state[name].shape)}")
-    for name in state:
-        if name not in expected:
-            problems.append(f"unexpected tensor '{name}' {list(state[name].shape)}")
-    if problems:
-        raise ValueError(f"{source}: not torchvision's VGG16 ({len(problems)} difference(s)):\n  " + "\n  ".join(problems)
-                         + "\n---> HINT: pass the state dict of torchvision.models.vgg16 (not vgg16_bn or vgg19)")
+    check_shapes(state, vgg16_shapes(), source, "torchvision's VGG16",
+                 "pass the state dict of torchvision.models.vgg16 (not vgg16_bn or vgg19)")
 
 
 def convert(src, dst):
     import torch
 
-    state = torch.load(src, map_location="cpu")
-    if hasattr(state, "state_dict"):
-        state = state.state_dict()
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{src}: expected a state dict (name -> tensor), found {type(state).__name__}")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = load_state(src)
     check_state_dict(state, src)
     tensors = {k: v.detach().to(torch.float32) for k, v in state.items()}
     metadata = {"format": "seqgan", "format_version": "1", "kind": "vgg16", "config": "{}", "step": "0",

@@ -160,7 +160,8 @@ Config load_config(const Args& args) {
 std::vector<Command> all_commands() {
   return {info_command(),           help_config_command(), inspect_command(),  train_classifier_command(),
           train_tokenizer_command(), reconstruct_command(), tokenize_command(), decode_command(),
-          train_transformer_command(), sample_command(),         visualize_command()};
+          train_transformer_command(), sample_command(),         visualize_command(), evaluate_command(),
+          fid_stats_command()};
 }
 
 namespace {

@@ -65,5 +65,7 @@ Command decode_command();
 Command train_transformer_command();
 Command sample_command();
 Command visualize_command();
+Command evaluate_command();
+Command fid_stats_command();
 
 }  // namespace seqgan::cli

@@ -24,6 +24,7 @@ int run_train_classifier(const Args& args) {
   o.arch.resolution = config.data.resolution;
   o.arch.channels = config.data.channels;
   o.arch.num_classes = 0;
+  o.role = role;
   o.epochs = static_cast<int>(args.get_int("--epochs"));
   o.batch_size = args.get_int("--batch-size");
   o.lr = args.get_double("--lr");

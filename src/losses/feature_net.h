@@ -68,6 +68,7 @@ class FeatureNetwork : public torch::nn::Module {
 // Loads a frozen feature network from a weight file. kind:
 //   "vgg16":      torchvision's VGG16 in safetensors (tools/convert_vgg16.py writes it; a plain
 //                 safetensors copy of torchvision's state dict loads too);
+//   "inception":  pytorch-fid's InceptionV3 in safetensors (tools/convert_inception.py writes it);
 //   "classifier": a checkpoint written by train_classifier (its architecture is read from the
 //                 checkpoint's metadata).
 // Loading is strict: a missing file, an empty path, a file of another kind or any missing,

@@ -206,10 +206,11 @@ ClassifierResult train_classifier(const ClassifierTrainOptions& options, Dataset
   model->eval();
   result.test_accuracy = classifier_accuracy(*model, test, options);
   metrics.write("classifier_test", step, {{"accuracy", result.test_accuracy}});
-  save_classifier(out_path, *model, options.to_json(),
-                  {{"test_accuracy", str(result.test_accuracy)},
-                   {"train_data", train.description()},
-                   {"test_data", test.description()}});
+  std::map<std::string, std::string> extra{{"test_accuracy", str(result.test_accuracy)},
+                                           {"train_data", train.description()},
+                                           {"test_data", test.description()}};
+  if (!options.role.empty()) extra["role"] = options.role;
+  save_classifier(out_path, *model, options.to_json(), extra);
   result.arch = arch;
   result.steps = step;
   result.path = out_path;

@@ -14,6 +14,9 @@ namespace seqgan {
 struct ClassifierTrainOptions {
   // arch.channels == 0 or arch.num_classes == 0: taken from the training set.
   ClassifierArch arch;
+  // "loss" (perceptual network) or "eval" (evaluation network), stored in the checkpoint so
+  // that the evaluation refuses the loss network; empty: not recorded.
+  std::string role;
   int epochs = 2;
   int64_t batch_size = 128;
   double lr = 3e-3;           // peak AdamW learning rate: linear warm-up, then cosine decay to 0

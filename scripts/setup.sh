@@ -11,6 +11,7 @@ packages=(
   libpng-dev zlib1g-dev libstb-dev nlohmann-json3-dev
   dataset-fashion-mnist
   python3 python3-numpy python3-scipy python3-torch python3-torchvision
+  chromium fonts-dejavu-core
 )
 
 missing=()

@@ -67,5 +67,7 @@ Command sample_command();
 Command visualize_command();
 Command evaluate_command();
 Command fid_stats_command();
+Command demo_command();
+Command report_command();
 
 }  // namespace seqgan::cli

@@ -143,11 +143,12 @@ int run_sample(const Args& args) {
     names = open_dataset(tok.config.data, "test")->class_names();
   } catch (const Error&) {
   }
+  const int64_t columns = std::max<int64_t>(1, args.get_int("--grid-columns"));
   Figure fig;
   for (size_t r = 0; r < rows.size(); ++r) {
     const int64_t c = rows[r];
     const std::string caption = c < 0 ? "" : c < static_cast<int64_t>(names.size()) ? names[c] : "class " + std::to_string(c);
-    fig.add_row(images.narrow(0, static_cast<int64_t>(r) * per_class, per_class), caption);
+    fig.add_row(images.narrow(0, static_cast<int64_t>(r) * per_class, std::min(per_class, columns)), caption);
   }
   fig.write_png(out + "/grid.png");
   TokenFile file;
@@ -258,6 +259,7 @@ Command sample_command() {
   c.option("--per-class", "N", "8", "samples per class (per grid row)");
   c.option("--count", "N", "64", "unconditional models: images to sample");
   c.option("--batch-size", "N", "64", "images sampled together");
+  c.option("--grid-columns", "N", "16", "images of each row shown in grid.png (all are written to images/)");
   c.option("--seed", "N", "0", "random seed (the same seed gives the same images)");
   c.option("--out", "DIR", "samples", "output directory");
   c.run = run_sample;

@@ -1,0 +1,245 @@
+// `seqgan demo`: the whole system on Fashion-MNIST in one command (classifiers, tokenizer phases
+// 1 and 2, tokens, AR and NAR transformers, samples, visualisation, evaluation, report), and
+// `seqgan report`, which rebuilds the report of a demo directory.
+//
+// Stages record themselves in DIR/demo.json when they finish; a re-run skips finished stages and
+// resumes an interrupted training stage from its checkpoint.
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "cli/signals.h"
+#include "eval/evaluate.h"
+#include "report/demo_report.h"
+#include "seqgan/error.h"
+#include "seqgan/log.h"
+#include "seqgan/runtime.h"
+#include "train/run.h"
+
+namespace seqgan::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// The demo's budget on top of the fmnist preset: sized so that the whole run takes about 25
+// minutes on a 2-core CPU. The preset's own budget (train-tokenizer --preset fmnist) is larger.
+const std::vector<std::string> kBudget{
+    "train_tokenizer.iterations=1200", "discriminator.start_iter=600", "phase2.iterations=200",
+    "train_ar.iterations=500",         "train_ar.decay_start=250",    "train_nar.iterations=500",
+    "train_nar.decay_start=250"};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : " ") + (x.find(' ') == std::string::npos ? x : "'" + x + "'");
+  return s;
+}
+
+std::string now_text() {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
+class Demo {
+ public:
+  Demo(std::string dir, std::vector<std::string> common) : dir_(std::move(dir)), common_(std::move(common)) {
+    fs::create_directories(dir_);
+    state_ = fs::exists(path()) ? json::parse(read_text(path())) : json::object();
+    if (!state_.contains("stages")) state_["stages"] = json::array();
+    stop_ = install_stop_handlers();
+  }
+
+  std::string path() const { return dir_ + "/demo.json"; }
+  std::string d(const std::string& rel) const { return dir_ + "/" + rel; }
+  bool done(const std::string& name) const {
+    for (const auto& s : state_["stages"])
+      if (s["name"] == name) return true;
+    return false;
+  }
+
+  // Runs the commands of a stage unless it finished before. A command that fails, or a stop
+  // request (Ctrl-C: the training loop wrote its checkpoint), ends the demo.
+  void stage(const std::string& name, const std::vector<std::vector<std::string>>& commands) {
+    if (done(name)) {
+      std::cout << "demo: " << name << " finished before, skipped\n";
+      return;
+    }
+    std::cout << "demo: " << name << "\n" << std::flush;
+    const auto start = std::chrono::steady_clock::now();
+    json lines = json::array();
+    for (auto args : commands) {
+      if (args.front() != "evaluate-demo") args.insert(args.end(), common_.begin(), common_.end());
+      lines.push_back("seqgan " + join(args));
+      const int code = args.front() == "evaluate-demo" ? (evaluate(), 0) : run_cli(args);
+      if (stop_()) throw Interrupted();
+      SEQGAN_CHECK_HINT(code == 0, "fix the problem above and run the demo again: finished stages are skipped",
+                        "demo stage '", name, "' failed: seqgan ", join(args));
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state_["stages"].push_back({{"name", name}, {"seconds", secs}, {"commands", lines}});
+    save();
+  }
+
+  // Training stages resume from the checkpoint an interrupted run left.
+  std::vector<std::string> resumable(std::vector<std::string> args, const std::string& run) const {
+    if (fs::exists(run + "/checkpoint.safetensors")) args.push_back("--resume");
+    return args;
+  }
+
+  void save() { write_text_atomic(path(), state_.dump(2)); }
+  json& state() { return state_; }
+
+  struct Interrupted {};
+
+ private:
+  void evaluate();
+
+  std::string dir_;
+  std::vector<std::string> common_;
+  json state_;
+  StopFlag stop_;
+};
+
+void Demo::evaluate() {
+  // The config every command ran with, for the data set and the evaluation network.
+  Command c;
+  c.config_options("fmnist");
+  const Config config = load_config(c.parse({common_.begin(), common_.end()}));
+  const auto device = to_device(resolve_device(config.device));
+  EvalNetwork net(config.eval, device);
+  const int64_t batch = config.eval.batch_size;
+  json m{{"feature_network", net.name()}, {"feature_weights", net.weights()}, {"tokenizers", json::array()},
+         {"generation", json::array()}};
+  const ImageSource test = open_image_source("data:test", config.data);
+  for (const auto& [name, run] : std::vector<std::pair<std::string, std::string>>{{"phase 1", "tokenizer-phase1"},
+                                                                                  {"phase 2", "tokenizer-phase2"}}) {
+    auto tok = load_tokenizer(d(run + "/tokenizer.safetensors"), device);
+    const TokenizerScores s = score_tokenizer(tok.model, test, -1, batch, &net);
+    m["tokenizers"].push_back({{"name", name}, {"path", d(run + "/tokenizer.safetensors")}, {"rfid", s.rfid},
+                               {"psnr_db", s.psnr}, {"codebook_usage", s.usage}, {"codes_used", s.codes_used},
+                               {"codebook_size", s.histogram.size(0)}, {"perplexity", s.perplexity}, {"count", s.count}});
+    if (name == "phase 2") {
+      std::vector<int64_t> hist(s.histogram.data_ptr<int64_t>(), s.histogram.data_ptr<int64_t>() + s.histogram.size(0));
+      m["usage_histogram"] = hist;
+    }
+  }
+  const FeatureSet test_features = extract_features(net, test, -1, batch, "features (test)");
+  const FeatureStats test_stats = feature_stats(net, test_features, test.name);
+  save_feature_stats(d("test-stats.safetensors"), test_stats);
+  const int splits = config.eval.is_splits;
+  for (const auto& [name, folder] : std::vector<std::pair<std::string, std::string>>{
+           {"AR samples", "samples-ar/images"}, {"NAR samples", "samples-nar/images"}}) {
+    const ImageSource gen = open_image_source(d(folder), config.data);
+    const FeatureSet f = extract_features(net, gen, -1, batch, "features (" + name + ")");
+    const InceptionScore is = inception_score(f.logits, splits);
+    m["generation"].push_back({{"name", name}, {"fid", frechet_distance(test_stats, feature_stats(net, f, gen.name))},
+                               {"is", is.mean}, {"is_std", is.std}, {"count", f.features.size(0)}});
+  }
+  // The floor: as many real training images as the test set holds, and the test set's own IS.
+  const ImageSource train = open_image_source("data:train", config.data);
+  const FeatureSet train_features = extract_features(net, train, test.data->size(), batch, "features (train)");
+  const InceptionScore test_is = inception_score(test_features.logits, splits);
+  m["generation"].push_back({{"name", "real: train vs test (floor)"},
+                             {"fid", frechet_distance(test_stats, feature_stats(net, train_features, train.name))},
+                             {"is", test_is.mean}, {"is_std", test_is.std}, {"count", train_features.features.size(0)}});
+  write_text_atomic(d("metrics.json"), m.dump(2));
+  std::cout << m.dump(2) << "\n";
+}
+
+int run_demo(const Args& args) {
+  const std::string dir = args.get("--out");
+  std::vector<std::string> common{"--preset", "fmnist", "--threads", args.get("--threads"), "--device", args.get("--device"),
+                                  "--set", "perceptual.weights=" + dir + "/classifier-loss/classifier.safetensors",
+                                  "--set", "eval.feature_weights=" + dir + "/classifier-eval/classifier.safetensors"};
+  for (const auto& s : kBudget) common.insert(common.end(), {"--set", s});
+  for (const auto& s : args.all("--set")) common.insert(common.end(), {"--set", s});
+  Demo demo(dir, common);
+  auto& st = demo.state();
+  if (!st.contains("started")) st["started"] = now_text();
+  st["machine"] = machine_summary();
+  st["dataset"] = "Fashion-MNIST";
+  std::string settings;
+  for (const auto& s : kBudget) settings += (settings.empty() ? "" : " ") + s;
+  for (const auto& s : args.all("--set")) settings += " " + s;
+  st["settings"] = settings;
+  demo.save();
+  const auto t = [&](const std::string& rel) { return demo.d(rel); };
+  const std::string per_class = args.get("--samples-per-class");
+  try {
+    demo.stage("classifier (loss network)",
+               {{"train-classifier", "--role", "loss", "--out", t("classifier-loss/classifier.safetensors")}});
+    demo.stage("classifier (evaluation network)",
+               {{"train-classifier", "--role", "eval", "--out", t("classifier-eval/classifier.safetensors")}});
+    demo.stage("tokenizer phase 1",
+               {demo.resumable({"train-tokenizer", "--phase", "1", "--out", t("tokenizer-phase1")}, t("tokenizer-phase1"))});
+    demo.stage("tokenizer phase 2", {demo.resumable({"train-tokenizer", "--phase", "2", "--init",
+                                                     t("tokenizer-phase1/tokenizer.safetensors"), "--out", t("tokenizer-phase2")},
+                                                    t("tokenizer-phase2"))});
+    const std::string tok = t("tokenizer-phase2/tokenizer.safetensors");
+    demo.stage("tokens", {{"tokenize", "--tokenizer", tok, "--split", "train", "--out", t("tokens-train.safetensors")},
+                          {"tokenize", "--tokenizer", tok, "--split", "test", "--out", t("tokens-test.safetensors")}});
+    for (const std::string kind : {"ar", "nar"})
+      demo.stage(kind == "ar" ? "AR transformer" : "NAR transformer",
+                 {demo.resumable({"train-transformer", "--kind", kind, "--tokens", t("tokens-train.safetensors"),
+                                  "--val-tokens", t("tokens-test.safetensors"), "--out", t(kind)},
+                                 t(kind))});
+    demo.stage("samples", {{"sample", "--model", t("ar/transformer.safetensors"), "--tokenizer", tok, "--per-class",
+                            per_class, "--batch-size", "250", "--grid-columns", "12", "--out", t("samples-ar")},
+                           {"sample", "--model", t("nar/transformer.safetensors"), "--tokenizer", tok, "--per-class",
+                            per_class, "--batch-size", "250", "--grid-columns", "12", "--out", t("samples-nar")}});
+    demo.stage("visualisation and reconstructions",
+               {{"visualize", "--model", t("ar/transformer.safetensors"), "--tokenizer", tok, "--out", t("visualization.png")},
+                {"reconstruct", "--tokenizer", t("tokenizer-phase1/tokenizer.safetensors"), "--tokenizer", tok, "--show",
+                 "8", "--out", t("reconstructions.png")}});
+    demo.stage("evaluation", {{"evaluate-demo"}});
+  } catch (const Demo::Interrupted&) {
+    std::cout << "demo: interrupted; run `seqgan demo --out " << dir << "` again to resume\n";
+    return 130;
+  }
+  st["finished"] = "finished " + now_text();
+  demo.save();
+  const std::string report = report::write_demo_report(dir);
+  std::cout << "demo: done; open " << report << "\n";
+  return 0;
+}
+
+int run_report(const Args& args) {
+  const std::string dir = args.positionals().at(0);
+  SEQGAN_CHECK_HINT(fs::is_directory(dir), "pass the directory of a `seqgan demo` run", "'", dir, "' is not a directory");
+  std::cout << "wrote " << report::write_demo_report(dir) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+Command demo_command() {
+  Command c;
+  c.info.name = "demo";
+  c.info.summary =
+      "Train and show the whole system on Fashion-MNIST (about 25 minutes on 2 CPU cores): classifiers,\n"
+      "tokenizer phases 1 and 2, AR and NAR transformers, samples, visualisation, evaluation and DIR/report.html.\n"
+      "Interrupted (Ctrl-C), it resumes where it stopped when run again with the same --out.";
+  c.option("--out", "DIR", "runs/demo", "run directory");
+  c.option("--samples-per-class", "N", "200", "samples per class for the generation metrics");
+  c.option("--set", "KEY=VALUE", "", "override one configuration value of every stage", true);
+  c.option("--threads", "N", "0", "CPU threads (0: all cores)");
+  c.option("--device", "DEV", "auto", "auto, cpu or cuda");
+  c.run = run_demo;
+  return c;
+}
+
+Command report_command() {
+  Command c;
+  c.info.name = "report";
+  c.info.summary = "Rebuild DIR/report.html of a `seqgan demo` run from the files it holds";
+  c.positional("DIR");
+  c.run = run_report;
+  return c;
+}
+
+}  // namespace seqgan::cli

@@ -1,0 +1,154 @@
+#include "report/demo_report.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "report/html.h"
+#include "train/run.h"
+
+namespace seqgan::report {
+namespace {
+
+using nlohmann::json;
+
+json read_json(const std::string& path) {
+  if (!file_exists(path)) return json::object();
+  try {
+    return json::parse(read_text(path));
+  } catch (const json::exception&) {
+    return json::object();
+  }
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << v;
+  return os.str();
+}
+
+std::string duration(double seconds) {
+  const int s = static_cast<int>(std::lround(seconds));
+  std::ostringstream os;
+  if (s >= 60) os << s / 60 << " min " << std::setw(2) << std::setfill('0') << s % 60 << " s";
+  else os << s << " s";
+  return os.str();
+}
+
+std::string cell(const json& j, const char* key, int digits, const std::string& suffix = "") {
+  return j.contains(key) && j[key].is_number() ? fixed(j[key].get<double>(), digits) + suffix : "&ndash;";
+}
+
+const char* kStyle = R"(
+body{font-family:sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.fig{margin:8px 0}.fig img{image-rendering:pixelated;border:1px solid #ddd}
+.note{color:#555;font-size:.92em}.missing{color:#b00;font-weight:bold}code{background:#f4f4f4;padding:1px 3px}
+)";
+
+}  // namespace
+
+std::string write_demo_report(const std::string& dir) {
+  const json demo = read_json(dir + "/demo.json");
+  const json metrics = read_json(dir + "/metrics.json");
+  const std::string network = metrics.value("feature_network", std::string("(not evaluated)"));
+  std::ostringstream h;
+  h << "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seqgan demo report</title><style>" << kStyle
+    << "</style></head><body>";
+  h << "<h1>seqgan demo: SeQ-GAN on " << escape(demo.value("dataset", std::string("Fashion-MNIST"))) << "</h1>";
+  h << "<p class='note'>Run directory <code>" << escape(dir) << "</code>; " << escape(demo.value("finished", std::string("not finished")))
+    << ". Machine: " << escape(demo.value("machine", std::string("unknown"))) << ".</p>";
+  h << "<p>Tokenizer phase 1 (semantic perceptual loss, alpha = 1, entropy-regularised codebook, GAN), phase 2 "
+       "(frozen encoder and codebook, decoder with B&amp;D attention fine-tuned), then class-conditional AR and "
+       "NAR (MaskGIT) transformers on its tokens.</p>";
+
+  // Metrics.
+  h << "<h2>Metrics</h2><p class='note'>Every FID, rFID and IS below uses the feature network <b>" << escape(network)
+    << "</b> (<code>" << escape(metrics.value("feature_weights", std::string())) << "</code>), a classifier trained "
+       "on the data set's labels, not the perceptual-loss network and not InceptionV3: the numbers compare runs of "
+       "this data set, not papers.</p>";
+  h << "<table><tr><th>tokenizer</th><th>rFID [" << escape(network) << "]</th><th>PSNR</th><th>codebook usage</th>"
+       "<th>perplexity</th><th>images</th></tr>";
+  for (const auto& t : metrics.value("tokenizers", json::array()))
+    h << "<tr><td>" << escape(t.value("name", std::string())) << "</td><td class='n'>" << cell(t, "rfid", 3)
+      << "</td><td class='n'>" << cell(t, "psnr_db", 2, " dB") << "</td><td class='n'>"
+      << (t.contains("codebook_usage") ? fixed(100 * t["codebook_usage"].get<double>(), 1) + "% (" +
+                                             std::to_string(t.value("codes_used", 0)) + " of " +
+                                             std::to_string(t.value("codebook_size", 0)) + ")"
+                                       : "&ndash;")
+      << "</td><td class='n'>" << cell(t, "perplexity", 1) << "</td><td class='n'>" << t.value("count", 0) << "</td></tr>";
+  h << "</table>";
+  h << "<table><tr><th>images</th><th>FID vs test set [" << escape(network) << "]</th><th>IS [" << escape(network)
+    << "]</th><th>images</th></tr>";
+  for (const auto& g : metrics.value("generation", json::array()))
+    h << "<tr><td>" << escape(g.value("name", std::string())) << "</td><td class='n'>" << cell(g, "fid", 3)
+      << "</td><td class='n'>" << cell(g, "is", 3) << (g.contains("is_std") ? " &plusmn; " + fixed(g["is_std"].get<double>(), 3) : "")
+      << "</td><td class='n'>" << g.value("count", 0) << "</td></tr>";
+  h << "</table><p class='note'>The last row is the floor: real training images against the test set (FID) and the "
+       "test images themselves (IS).</p>";
+
+  // Curves.
+  const std::string p1 = dir + "/tokenizer-phase1/metrics.jsonl", p2 = dir + "/tokenizer-phase2/metrics.jsonl";
+  h << "<h2>Training curves</h2><div class='charts'>";
+  h << line_chart("Tokenizer reconstruction", {read_series(p1, "tokenizer_phase1", "l1", "phase 1 L1"),
+                                                read_series(p2, "tokenizer_phase2", "l1", "phase 2 L1")},
+                  "step", "L1");
+  h << line_chart("Perceptual loss", {read_series(p1, "tokenizer_phase1", "perceptual", "phase 1"),
+                                      read_series(p2, "tokenizer_phase2", "perceptual", "phase 2")},
+                  "step", "loss");
+  h << line_chart("Codebook usage (phase 1)", {read_series(p1, "tokenizer_phase1", "codes_in_batch", "codes in batch"),
+                                               read_series(p1, "tokenizer_phase1", "perplexity", "perplexity")},
+                  "step", "codes");
+  h << line_chart("Transformers", {read_series(dir + "/ar/metrics.jsonl", "train", "loss", "AR train"),
+                                   read_series(dir + "/ar/metrics.jsonl", "val", "loss", "AR val"),
+                                   read_series(dir + "/nar/metrics.jsonl", "train", "loss", "NAR train"),
+                                   read_series(dir + "/nar/metrics.jsonl", "val", "loss", "NAR val")},
+                  "step", "cross-entropy");
+  std::vector<double> hist;
+  for (const auto& v : metrics.value("usage_histogram", json::array())) hist.push_back(v.get<double>());
+  std::sort(hist.rbegin(), hist.rend());
+  h << bar_chart("Codebook usage on the test set (phase 2, sorted)", hist, "code (by rank)", "tokens");
+  h << "</div>";
+
+  // Figures.
+  h << "<h2>Reconstructions: phase 1 vs phase 2</h2><div class='fig'>"
+    << embed_png(dir + "/reconstructions.png", "test images over phase-1 and phase-2 reconstructions") << "</div>";
+  h << "<p class='note'>Rows: test images, phase-1 reconstructions, phase-2 reconstructions (same codes, the "
+       "fine-tuned decoder).</p>";
+  h << "<h2>Samples, a row per class</h2><h3>AR</h3><div class='fig'>"
+    << embed_png(dir + "/samples-ar/grid.png", "AR samples per class") << "</div><h3>NAR (MaskGIT)</h3><div class='fig'>"
+    << embed_png(dir + "/samples-nar/grid.png", "NAR samples per class") << "</div>";
+  h << "<h2>Visualisation of the AR model (paper Fig. 5)</h2><div class='fig'>"
+    << embed_png(dir + "/visualization.png", "input, reconstruction and teacher-forced AR prediction") << "</div>"
+    << "<p class='note'>Per row: the input, its reconstruction, and the image decoded from the AR model's "
+       "teacher-forced predictions of every token.</p>";
+
+  // Stages.
+  h << "<h2>Stages</h2><table><tr><th>stage</th><th>time</th><th>command</th></tr>";
+  double total = 0;
+  for (const auto& s : demo.value("stages", json::array())) {
+    const double secs = s.value("seconds", 0.0);
+    total += secs;
+    std::string cmds;
+    for (const auto& c : s.value("commands", json::array())) cmds += "<code>" + escape(c.get<std::string>()) + "</code><br>";
+    h << "<tr><td>" << escape(s.value("name", std::string())) << "</td><td class='n'>" << duration(secs) << "</td><td>"
+      << cmds << "</td></tr>";
+  }
+  h << "<tr><th>total</th><th class='n'>" << duration(total) << "</th><th></th></tr></table>";
+  h << "<p class='note'>Settings on top of the fmnist preset: <code>"
+    << escape(demo.value("settings", std::string("(none)"))) << "</code></p>";
+  // Lets a browser-driven check count the images that decoded.
+  h << "<script>window.addEventListener('load',function(){var i=document.images,n=0;for(var k=0;k<i.length;k++)"
+       "if(i[k].complete&&i[k].naturalWidth>0)n++;document.body.setAttribute('data-images',i.length);"
+       "document.body.setAttribute('data-images-loaded',n);});</script>";
+  h << "</body></html>\n";
+  const std::string path = dir + "/report.html";
+  write_text_atomic(path, h.str());
+  return path;
+}
+
+}  // namespace seqgan::report

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
@@ -105,4 +107,19 @@ TEST(Cli, BinaryExitCodes) {
   EXPECT_EQ(std::system((std::string(SEQGAN_BINARY) + " --version > /dev/null").c_str()), 0);
   const int status = std::system((std::string(SEQGAN_BINARY) + " nosuchcommand 2> /dev/null").c_str());
   EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
+TEST(CliReference, ReadmeHoldsTheGeneratedReference) {
+  // The README's command reference is generated from the option registry; regenerate it with
+  //   build/seqgan cli-reference  (between the cli-reference markers of README.md).
+  std::ifstream in(std::string(SEQGAN_SOURCE_DIR) + "/README.md");
+  std::stringstream readme;
+  readme << in.rdbuf();
+  const std::string text = readme.str();
+  const std::string begin = "<!-- cli-reference:begin -->\n", end = "<!-- cli-reference:end -->";
+  const auto b = text.find(begin), e = text.find(end);
+  ASSERT_NE(b, std::string::npos);
+  ASSERT_NE(e, std::string::npos);
+  EXPECT_EQ(text.substr(b + begin.size(), e - b - begin.size()), seqgan::cli_reference_markdown())
+      << "README.md is out of date: paste the output of `build/seqgan cli-reference` between the markers";
 }

@@ -86,7 +86,7 @@ TEST(InceptionScore, KnownAnswers) {
   // Every sample certain of its class, classes balanced in every split: IS = number of classes.
   const int64_t C = 5;
   const at::Tensor certain = at::eye(C, at::kDouble).repeat({8, 1}) * 100.0;  // 40 samples
-  const InceptionScore a = inception_score(certain, 4);
+  const InceptionScore a = inception_score(certain, 4, /*shuffle=*/false);
   EXPECT_NEAR(a.mean, static_cast<double>(C), 1e-6);
   EXPECT_NEAR(a.std, 0.0, 1e-6);
   EXPECT_EQ(a.splits, 4);
@@ -98,9 +98,13 @@ TEST(InceptionScore, KnownAnswers) {
   // Splits that differ: the first half certain of classes 0/1, the second uniform.
   at::Tensor mixed = at::zeros({8, 2}, at::kDouble);
   for (int i = 0; i < 4; ++i) mixed[i][i % 2] = 100.0;
-  const InceptionScore m = inception_score(mixed, 2);
+  const InceptionScore m = inception_score(mixed, 2, /*shuffle=*/false);
   EXPECT_NEAR(m.mean, 1.5, 1e-6);
   EXPECT_NEAR(m.std, 0.5, 1e-6);
+  // Sorted by class, unshuffled splits see one class each (IS 1); the fixed shuffle mixes them.
+  const at::Tensor sorted = at::eye(C, at::kDouble).repeat_interleave(40, 0) * 100.0;  // 200 samples
+  EXPECT_NEAR(inception_score(sorted, 5, false).mean, 1.0, 1e-6);
+  EXPECT_GT(inception_score(sorted, 5).mean, 0.8 * C);
   EXPECT_THROW(inception_score(at::zeros({3, C}), 10), Error);
 }
 

@@ -27,4 +27,8 @@ struct CliCommandInfo {
 
 std::vector<CliCommandInfo> cli_commands();
 
+// The command-line reference in Markdown, generated from the option registry (the README's
+// "Command reference" section is this text; `seqgan cli-reference` prints it).
+std::string cli_reference_markdown();
+
 }  // namespace seqgan

@@ -175,7 +175,8 @@ std::string top_help(const std::vector<Command>& commands) {
     left += std::string(left.size() < 22 ? 22 - left.size() : 1, ' ');
     os << left << c.info.summary.substr(0, c.info.summary.find('\n')) << "\n";
   }
-  os << "\nglobal options: --quiet, --verbose, --version\n";
+  os << "\nglobal options: --quiet, --verbose, --version\n"
+        "`seqgan cli-reference` prints every command and option as Markdown\n";
   return os.str();
 }
 }  // namespace
@@ -190,6 +191,27 @@ std::vector<CliCommandInfo> cli_commands() {
   return out;
 }
 
+std::string cli_reference_markdown() {
+  std::ostringstream os;
+  for (const auto& c : cli_commands()) {
+    os << "#### `seqgan " << c.name;
+    for (const auto& p : c.positionals) os << " " << p;
+    os << "`\n\n";
+    std::istringstream summary(c.summary);
+    for (std::string line; std::getline(summary, line);) os << line << (line.rfind("  ", 0) == 0 ? "  \n" : "\n");
+    os << "\n| option | default | meaning |\n|---|---|---|\n";
+    for (const auto& o : c.options) {
+      std::string help = o.help;
+      for (size_t at = 0; (at = help.find('|', at)) != std::string::npos; at += 2) help.replace(at, 1, "\\|");
+      os << "| `" << o.name << (o.value_name.empty() ? "" : " " + o.value_name) << "` | "
+         << (o.default_value.empty() ? "" : "`" + o.default_value + "`") << " | " << help
+         << (o.repeatable ? " (repeatable)" : "") << " |\n";
+    }
+    os << "\n";
+  }
+  return os.str();
+}
+
 int run_cli(const std::vector<std::string>& raw_args) {
   using namespace cli;
   std::vector<std::string> args;
@@ -202,6 +224,10 @@ int run_cli(const std::vector<std::string>& raw_args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << top_help(commands);
     return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "cli-reference") {
+    std::cout << cli_reference_markdown();
+    return 0;
   }
   if (args[0] == "--version") {
     std::cout << "seqgan " << SEQGAN_VERSION << "\n";

@@ -28,9 +28,9 @@ namespace fs = std::filesystem;
 // The demo's budget on top of the fmnist preset: sized so that the whole run takes about 25
 // minutes on a 2-core CPU. The preset's own budget (train-tokenizer --preset fmnist) is larger.
 const std::vector<std::string> kBudget{
-    "train_tokenizer.iterations=1200", "discriminator.start_iter=600", "phase2.iterations=200",
-    "train_ar.iterations=500",         "train_ar.decay_start=250",    "train_nar.iterations=500",
-    "train_nar.decay_start=250"};
+    "train_tokenizer.iterations=1000", "discriminator.start_iter=500", "phase2.iterations=200",
+    "train_ar.iterations=400",         "train_ar.decay_start=200",    "train_nar.iterations=400",
+    "train_nar.decay_start=200"};
 
 std::string join(const std::vector<std::string>& v) {
   std::string s;
@@ -225,7 +225,7 @@ Command demo_command() {
       "tokenizer phases 1 and 2, AR and NAR transformers, samples, visualisation, evaluation and DIR/report.html.\n"
       "Interrupted (Ctrl-C), it resumes where it stopped when run again with the same --out.";
   c.option("--out", "DIR", "runs/demo", "run directory");
-  c.option("--samples-per-class", "N", "200", "samples per class for the generation metrics");
+  c.option("--samples-per-class", "N", "100", "samples per class for the generation metrics");
   c.option("--set", "KEY=VALUE", "", "override one configuration value of every stage", true);
   c.option("--threads", "N", "0", "CPU threads (0: all cores)");
   c.option("--device", "DEV", "auto", "auto, cpu or cuda");

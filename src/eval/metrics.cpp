@@ -111,12 +111,16 @@ FeatureStats load_feature_stats(const std::string& path) {
   return s;
 }
 
-InceptionScore inception_score(const at::Tensor& logits, int splits) {
+InceptionScore inception_score(const at::Tensor& logits, int splits, bool shuffle) {
   SEQGAN_CHECK(logits.dim() == 2, "inception_score: expected logits [N, C], found shape ", logits.sizes());
   SEQGAN_CHECK_HINT(splits >= 1 && logits.size(0) >= splits, "measure at least as many images as splits",
                     "inception_score: ", logits.size(0), " samples cannot make ", splits, " splits");
-  const at::Tensor logp = at::log_softmax(logits.to(at::kDouble).cpu(), 1);  // [N, C]
+  at::Tensor logp = at::log_softmax(logits.to(at::kDouble).cpu(), 1);  // [N, C]
   const int64_t n = logp.size(0);
+  if (shuffle) {
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    logp = logp.index_select(0, at::randperm(n, gen, at::TensorOptions(at::kLong)));
+  }
   std::vector<double> scores;
   for (int k = 0; k < splits; ++k) {
     const at::Tensor part = logp.slice(0, n * k / splits, n * (k + 1) / splits);

@@ -47,9 +47,11 @@ struct InceptionScore {
   int splits = 0;
 };
 
-// exp(E_x KL(p(y|x) || p(y))) on each of `splits` consecutive equal parts of the samples (the
-// remainder of N / splits goes to the last parts), then the mean and the population standard
-// deviation over the parts, as the original IS code reports them. logits: [N, C].
-InceptionScore inception_score(const at::Tensor& logits, int splits = 10);
+// exp(E_x KL(p(y|x) || p(y))) on each of `splits` parts of the samples (part k: samples
+// [N k / splits, N (k + 1) / splits)), then the mean and the population standard deviation
+// over the parts, as the original IS code reports them. logits: [N, C]. With `shuffle` the
+// samples are first put in a fixed pseudo-random order (seed 0): files written class by class
+// (as `seqgan sample` writes them) would otherwise give splits of a single class each.
+InceptionScore inception_score(const at::Tensor& logits, int splits = 10, bool shuffle = true);
 
 }  // namespace seqgan

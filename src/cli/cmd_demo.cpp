@@ -181,8 +181,12 @@ int run_demo(const Args& args) {
                                                      t("tokenizer-phase1/tokenizer.safetensors"), "--out", t("tokenizer-phase2")},
                                                     t("tokenizer-phase2"))});
     const std::string tok = t("tokenizer-phase2/tokenizer.safetensors");
-    demo.stage("tokens", {{"tokenize", "--tokenizer", tok, "--split", "train", "--out", t("tokens-train.safetensors")},
-                          {"tokenize", "--tokenizer", tok, "--split", "test", "--out", t("tokens-test.safetensors")}});
+    // The transformers see 400 x 64 = 25,600 sequences: half of the training set is tokenised,
+    // and 2,000 test images serve as their validation set.
+    demo.stage("tokens", {{"tokenize", "--tokenizer", tok, "--split", "train", "--limit", "30000", "--out",
+                           t("tokens-train.safetensors")},
+                          {"tokenize", "--tokenizer", tok, "--split", "test", "--limit", "2000", "--out",
+                           t("tokens-test.safetensors")}});
     for (const std::string kind : {"ar", "nar"})
       demo.stage(kind == "ar" ? "AR transformer" : "NAR transformer",
                  {demo.resumable({"train-transformer", "--kind", kind, "--tokens", t("tokens-train.safetensors"),

@@ -64,7 +64,9 @@ class Demo {
 
   // Runs the commands of a stage unless it finished before. A command that fails, or a stop
   // request (Ctrl-C: the training loop wrote its checkpoint), ends the demo.
-  void stage(const std::string& name, const std::vector<std::vector<std::string>>& commands) {
+  // `described`: the commands shown for a stage that runs in-process (the evaluation).
+  void stage(const std::string& name, const std::vector<std::vector<std::string>>& commands,
+             const std::vector<std::string>& described = {}) {
     if (done(name)) {
       std::cout << "demo: " << name << " finished before, skipped\n";
       return;
@@ -72,9 +74,10 @@ class Demo {
     std::cout << "demo: " << name << "\n" << std::flush;
     const auto start = std::chrono::steady_clock::now();
     json lines = json::array();
+    for (const auto& d : described) lines.push_back(d);
     for (auto args : commands) {
+      if (described.empty()) lines.push_back("seqgan " + join(args));
       if (args.front() != "evaluate-demo") args.insert(args.end(), common_.begin(), common_.end());
-      lines.push_back("seqgan " + join(args));
       const int code = args.front() == "evaluate-demo" ? (evaluate(), 0) : run_cli(args);
       if (stop_()) throw Interrupted();
       SEQGAN_CHECK_HINT(code == 0, "fix the problem above and run the demo again: finished stages are skipped",
@@ -158,8 +161,10 @@ int run_demo(const Args& args) {
                                   "--set", "eval.feature_weights=" + dir + "/classifier-eval/classifier.safetensors"};
   for (const auto& s : kBudget) common.insert(common.end(), {"--set", s});
   for (const auto& s : args.all("--set")) common.insert(common.end(), {"--set", s});
+  set_threads(static_cast<int>(args.get_int("--threads")));
   Demo demo(dir, common);
   auto& st = demo.state();
+  st["common_arguments"] = join(common);
   if (!st.contains("started")) st["started"] = now_text();
   st["machine"] = machine_summary();
   st["dataset"] = "Fashion-MNIST";
@@ -200,7 +205,16 @@ int run_demo(const Args& args) {
                {{"visualize", "--model", t("ar/transformer.safetensors"), "--tokenizer", tok, "--out", t("visualization.png")},
                 {"reconstruct", "--tokenizer", t("tokenizer-phase1/tokenizer.safetensors"), "--tokenizer", tok, "--show",
                  "8", "--out", t("reconstructions.png")}});
-    demo.stage("evaluation", {{"evaluate-demo"}});
+    const std::string stats = t("test-stats.safetensors");
+    demo.stage("evaluation", {{"evaluate-demo"}},
+               {"seqgan evaluate rfid --tokenizer " + t("tokenizer-phase1/tokenizer.safetensors"),
+                "seqgan evaluate rfid --tokenizer " + tok, "seqgan fid-stats data:test --count -1 --out " + stats,
+                "seqgan evaluate fid --ref " + stats + " --gen " + t("samples-ar/images") + " --count -1",
+                "seqgan evaluate is --gen " + t("samples-ar/images") + " --count -1",
+                "seqgan evaluate fid --ref " + stats + " --gen " + t("samples-nar/images") + " --count -1",
+                "seqgan evaluate is --gen " + t("samples-nar/images") + " --count -1",
+                "seqgan evaluate fid --ref " + stats + " --gen data:train --count 10000",
+                "seqgan evaluate is --gen data:test --count -1"});
   } catch (const Demo::Interrupted&) {
     std::cout << "demo: interrupted; run `seqgan demo --out " << dir << "` again to resume\n";
     return 130;

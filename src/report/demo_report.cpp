@@ -116,14 +116,14 @@ std::string write_demo_report(const std::string& dir) {
 
   // Figures.
   h << "<h2>Reconstructions: phase 1 vs phase 2</h2><div class='fig'>"
-    << embed_png(dir + "/reconstructions.png", "test images over phase-1 and phase-2 reconstructions") << "</div>";
+    << embed_png(dir + "/reconstructions.png", "test images over phase-1 and phase-2 reconstructions", 2) << "</div>";
   h << "<p class='note'>Rows: test images, phase-1 reconstructions, phase-2 reconstructions (same codes, the "
        "fine-tuned decoder).</p>";
   h << "<h2>Samples, a row per class</h2><h3>AR</h3><div class='fig'>"
-    << embed_png(dir + "/samples-ar/grid.png", "AR samples per class") << "</div><h3>NAR (MaskGIT)</h3><div class='fig'>"
-    << embed_png(dir + "/samples-nar/grid.png", "NAR samples per class") << "</div>";
+    << embed_png(dir + "/samples-ar/grid.png", "AR samples per class", 2) << "</div><h3>NAR (MaskGIT)</h3><div class='fig'>"
+    << embed_png(dir + "/samples-nar/grid.png", "NAR samples per class", 2) << "</div>";
   h << "<h2>Visualisation of the AR model (paper Fig. 5)</h2><div class='fig'>"
-    << embed_png(dir + "/visualization.png", "input, reconstruction and teacher-forced AR prediction") << "</div>"
+    << embed_png(dir + "/visualization.png", "input, reconstruction and teacher-forced AR prediction", 2) << "</div>"
     << "<p class='note'>Per row: the input, its reconstruction, and the image decoded from the AR model's "
        "teacher-forced predictions of every token.</p>";
 
@@ -139,8 +139,9 @@ std::string write_demo_report(const std::string& dir) {
       << cmds << "</td></tr>";
   }
   h << "<tr><th>total</th><th class='n'>" << duration(total) << "</th><th></th></tr></table>";
-  h << "<p class='note'>Settings on top of the fmnist preset: <code>"
-    << escape(demo.value("settings", std::string("(none)"))) << "</code></p>";
+  h << "<p class='note'>Every command also received <code>" << escape(demo.value("common_arguments", std::string()))
+    << "</code>. Settings on top of the fmnist preset: <code>" << escape(demo.value("settings", std::string("(none)")))
+    << "</code></p>";
   // Lets a browser-driven check count the images that decoded.
   h << "<script>window.addEventListener('load',function(){var i=document.images,n=0;for(var k=0;k<i.length;k++)"
        "if(i[k].complete&&i[k].naturalWidth>0)n++;document.body.setAttribute('data-images',i.length);"

@@ -15,7 +15,8 @@ const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", 
 std::string num(double v) {
   std::ostringstream os;
   const double a = std::abs(v);
-  if (a != 0 && (a >= 1e5 || a < 1e-3)) os << std::setprecision(2) << std::scientific << v;
+  if (a == 0) return "0";
+  if ((a >= 1e5 || a < 1e-3)) os << std::setprecision(2) << std::scientific << v;
   else os << std::setprecision(a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3) << std::fixed << v;
   return os.str();
 }
@@ -117,14 +118,22 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-std::string embed_png(const std::string& path, const std::string& alt, int max_width) {
+std::string embed_png(const std::string& path, const std::string& alt, double scale) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return "<p class='missing'>missing: " + escape(path) + "</p>";
   std::ostringstream bytes;
   bytes << in.rdbuf();
+  const std::string data = bytes.str();
   std::ostringstream os;
-  os << "<img alt='" << escape(alt) << "' src='data:image/png;base64," << base64(bytes.str()) << "'";
-  if (max_width > 0) os << " style='max-width:" << max_width << "px'";
+  os << "<img alt='" << escape(alt) << "' src='data:image/png;base64," << base64(data) << "'";
+  // The size from the PNG header (IHDR: width and height, big-endian, at bytes 16 and 20).
+  if (scale > 0 && data.size() >= 24 && data.compare(1, 3, "PNG") == 0) {
+    const auto be32 = [&](size_t at) {
+      return (uint32_t(uint8_t(data[at])) << 24) | (uint32_t(uint8_t(data[at + 1])) << 16) |
+             (uint32_t(uint8_t(data[at + 2])) << 8) | uint32_t(uint8_t(data[at + 3]));
+    };
+    os << " width='" << std::lround(be32(16) * scale) << "' height='" << std::lround(be32(20) * scale) << "'";
+  }
   os << ">";
   return os.str();
 }
@@ -161,6 +170,9 @@ std::string line_chart(const std::string& title, const std::vector<Series>& seri
     os << "<polyline fill='none' stroke='" << color << "' stroke-width='1.5' points='";
     for (const auto& [x, y] : data[i].points) os << std::fixed << std::setprecision(1) << f.px(x) << "," << f.py(y) << " ";
     os << "'/>";
+    if (data[i].points.size() <= 30)
+      for (const auto& [x, y] : data[i].points)
+        os << "<circle cx='" << f.px(x) << "' cy='" << f.py(y) << "' r='2.5' fill='" << color << "'/>";
     os << "<rect x='" << width - f.right - 130 << "' y='" << f.top + 4 + 16 * i << "' width='10' height='10' fill='" << color
        << "'/><text x='" << width - f.right - 116 << "' y='" << f.top + 13 + 16 * i << "'>" << escape(data[i].name)
        << "</text>";

@@ -11,9 +11,10 @@ namespace seqgan::report {
 std::string escape(const std::string& text);  // & < > " '
 std::string base64(const std::string& bytes);
 
-// <img> with the file's bytes as a data URI ("data:image/png;base64,..."), or a visible
-// placeholder naming the file when it does not exist.
-std::string embed_png(const std::string& path, const std::string& alt, int max_width = 0);
+// <img> with the file's bytes as a data URI ("data:image/png;base64,..."), shown `scale` times
+// its pixel size (0: as the browser lays it out), or a visible placeholder naming the file when
+// it does not exist.
+std::string embed_png(const std::string& path, const std::string& alt, double scale = 0);
 
 struct Series {
   std::string name;

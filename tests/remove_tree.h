@@ -4,9 +4,12 @@
 #pragma once
 
 #include <ftw.h>
+#include <stdlib.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <string>
+#include <stdexcept>
 #include <system_error>
 
 namespace seqgan::test {
@@ -18,5 +21,21 @@ inline void remove_tree(const std::filesystem::path& path) {
   ::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 inline void remove_tree(const std::filesystem::path& path, std::error_code&) { remove_tree(path); }
+
+// A fresh, uniquely named folder under the system temp dir (mkdtemp), removed with everything
+// in it when the object goes out of scope.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& prefix = "seqgan") {
+    std::string templ = (std::filesystem::temp_directory_path() / (prefix + "_XXXXXX")).string();
+    if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + templ);
+    path = templ;
+  }
+  ~TempDir() { remove_tree(path); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::string operator/(const std::string& name) const { return file(name); }
+};
 
 }  // namespace seqgan::test

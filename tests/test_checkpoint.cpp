@@ -19,18 +19,7 @@ namespace {
 
 const std::string kFixtures = std::string(SEQGAN_TEST_DATA_DIR) + "/safetensors";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() /
-           ("seqgan_Checkpoint_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    seqgan::test::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { seqgan::test::remove_tree(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using seqgan::test::TempDir;
 
 std::string error_of(const std::function<void()>& f) {
   try {

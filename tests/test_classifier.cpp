@@ -29,17 +29,7 @@ std::string error_of(const std::function<void()>& f) {
 
 #define EXPECT_CONTAINS(text, part) EXPECT_NE((text).find(part), std::string::npos) << "expected '" << (part) << "' in:\n" << (text)
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / ("seqgan_Classifier_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    seqgan::test::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { seqgan::test::remove_tree(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using seqgan::test::TempDir;
 
 seqgan::ClassifierArch small_arch(const std::string& kind) {
   seqgan::ClassifierArch a;

@@ -5,10 +5,13 @@
 
 #include <torch/cuda.h>
 
+#include "eval/inception.h"
 #include "nn/attention.h"
+#include "seqgan/data.h"
 #include "tiny.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokens.h"
+#include "train/tokenizer_trainer.h"
 #include "train/transformer_trainer.h"
 #include "transformer/sampling.h"
 #include "transformer/transformer.h"
@@ -161,4 +164,57 @@ TEST(Cuda, TransformerTrainsUnderBf16Autocast) {
     EXPECT_TRUE(std::isfinite(r.val_loss));
     EXPECT_LT(r.val_loss, std::log(32.0)) << (causal ? "AR" : "NAR") << " learned nothing";
   }
+}
+
+TEST(Cuda, InceptionMatchesTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(3);
+  auto cpu = std::make_shared<InceptionV3Fid>();
+  auto gpu = std::make_shared<InceptionV3Fid>();
+  {
+    torch::NoGradGuard ng;
+    const auto src = cpu->named_parameters();
+    for (auto& p : gpu->named_parameters()) p.value().copy_(src[p.key()]);
+  }
+  cpu->freeze();
+  gpu->freeze();
+  gpu->to(at::kCUDA);
+  torch::NoGradGuard ng;
+  const auto x = at::rand({2, 1, 32, 32}) * 2 - 1;
+  const auto c = cpu->taps(x, {"features", "logit"}), g = gpu->taps(x.cuda(), {"features", "logit"});
+  EXPECT_LE(relative_difference(g.at("features"), c.at("features")), 1e-2);  // TF32 convolutions
+  EXPECT_LE(relative_difference(g.at("logit"), c.at("logit")), 1e-2);
+}
+
+TEST(Cuda, TokenizerTrainsBothPhasesUnderBf16Autocast) {
+  SKIP_WITHOUT_CUDA();
+  const std::string dir = test::temp_dir("cuda-tokenizer");
+  TokenizerTrainOptions o;
+  o.config = test::tiny_tokenizer_config(test::stand_in_loss_network(dir));
+  o.config.device = "cuda";
+  // A small IDX data set (the GPU machine may lack Fashion-MNIST): 64 random 28x28 images.
+  torch::manual_seed(11);
+  IdxArray images{{64, 28, 28}, {}}, labels{{64}, {}};
+  const auto pixels = at::randint(256, {64 * 28 * 28}, at::kByte);
+  images.data.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
+  for (int i = 0; i < 64; ++i) labels.data.push_back(static_cast<uint8_t>(i % 10));
+  for (const std::string split : {"train", "t10k"}) {
+    write_idx(dir + "/" + split + "-images-idx3-ubyte", images);
+    write_idx(dir + "/" + split + "-labels-idx1-ubyte", labels);
+  }
+  o.config.data.dataset = "idx";
+  o.config.data.root = dir;
+  o.config.train_tokenizer.autocast_bf16 = true;
+  o.run_dir = dir + "/p1";
+  const auto r1 = train_tokenizer(o);
+  EXPECT_EQ(r1.step, o.config.train_tokenizer.iterations);
+  for (const auto& [step, loss] : test::losses(o.run_dir, "tokenizer_phase1")) EXPECT_TRUE(std::isfinite(loss)) << step;
+  TokenizerTrainOptions p2 = o;
+  p2.phase = 2;
+  p2.init = dir + "/p1/tokenizer.safetensors";
+  p2.run_dir = dir + "/p2";
+  const auto r2 = train_tokenizer(p2);
+  EXPECT_EQ(r2.step, o.config.phase2.iterations);
+  for (const auto& [step, loss] : test::losses(p2.run_dir, "tokenizer_phase2")) EXPECT_TRUE(std::isfinite(loss)) << step;
+  test::remove_tree(dir);
 }

@@ -22,15 +22,7 @@ namespace {
 
 const std::string kData = SEQGAN_TEST_DATA_DIR;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "seqgan_data_XXXXXX").string();
-    path = ::mkdtemp(templ.data());
-  }
-  ~TempDir() { seqgan::test::remove_tree(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using seqgan::test::TempDir;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -23,19 +23,7 @@ namespace {
 const std::string kFixtures = std::string(SEQGAN_TEST_DATA_DIR) + "/safetensors";
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    static int count = 0;
-    path = fs::temp_directory_path() / ("seqgan_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
-                                        std::to_string(::getpid()) + "_" + std::to_string(count++));
-    seqgan::test::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { seqgan::test::remove_tree(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using seqgan::test::TempDir;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -62,15 +62,7 @@ std::string error_of(const std::function<void()>& f) {
 
 #define EXPECT_CONTAINS(text, part) EXPECT_NE((text).find(part), std::string::npos) << "expected '" << (part) << "' in:\n" << (text)
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("seqgan_Vgg16_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { seqgan::test::remove_tree(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using seqgan::test::TempDir;
 
 }  // namespace
 

@@ -13,12 +13,11 @@ do not affect evaluation).
 The output carries __metadata__ {format: seqgan, format_version: 1, kind: inception}. Use it as
 eval.feature_weights with eval.feature_network=inception.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from weights_io import check_shapes, load_state, write_safetensors  # noqa: E402
+from weights_io import check_shapes, converter_main, load_state, write_safetensors  # noqa: E402
 
 NUM_CLASSES = 1008
 
@@ -48,19 +47,5 @@ def convert(src, dst):
     write_safetensors(dst, tensors, metadata)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="pytorch-fid InceptionV3 state dict (.pth)")
-    parser.add_argument("output", help="safetensors file to write")
-    args = parser.parse_args()
-    try:
-        convert(args.input, args.output)
-    except (ValueError, OSError) as e:
-        print(f"convert_inception: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(converter_main("convert_inception", __doc__, "pytorch-fid InceptionV3 state dict (.pth)", convert))

@@ -13,12 +13,11 @@ without the `safetensors` package (the format is simple: an 8-byte little-endian
 a JSON header, the raw little-endian data). Use it as perceptual.weights with
 perceptual.network=vgg16.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from weights_io import check_shapes, load_state, write_safetensors  # noqa: E402,F401
+from weights_io import check_shapes, converter_main, load_state, write_safetensors  # noqa: E402,F401
 
 # torchvision cfg "D": output channels of each convolution, "M" a max-pool.
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -58,19 +57,5 @@ def convert(src, dst):
     write_safetensors(dst, tensors, metadata)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="torchvision VGG16 state dict (.pth)")
-    parser.add_argument("output", help="safetensors file to write")
-    args = parser.parse_args()
-    try:
-        convert(args.input, args.output)
-    except (ValueError, OSError) as e:
-        print(f"convert_vgg16: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(converter_main("convert_vgg16", __doc__, "torchvision VGG16 state dict (.pth)", convert))

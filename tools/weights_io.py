@@ -78,3 +78,21 @@ def check_shapes(state, expected, source, what, hint):
     if problems:
         raise ValueError(f"{source}: not {what} ({len(problems)} difference(s)):\n  " + "\n  ".join(problems)
                          + f"\n---> HINT: {hint}")
+
+
+def converter_main(name, doc, input_help, convert):
+    """The command line every converter has: INPUT OUTPUT, errors as one line and exit status 1."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help=input_help)
+    parser.add_argument("output", help="safetensors file to write")
+    args = parser.parse_args()
+    try:
+        convert(args.input, args.output)
+    except (ValueError, OSError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}")
+    return 0

@@ -25,7 +25,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-// The demo's budget on top of the fmnist preset: sized so that the whole run takes about 25
+// The demo's budget on top of the fmnist preset: sized so that the whole run takes about 23
 // minutes on a 2-core CPU. The preset's own budget (train-tokenizer --preset fmnist) is larger.
 const std::vector<std::string> kBudget{
     "train_tokenizer.iterations=1000", "discriminator.start_iter=500", "phase2.iterations=200",
@@ -239,7 +239,7 @@ Command demo_command() {
   Command c;
   c.info.name = "demo";
   c.info.summary =
-      "Train and show the whole system on Fashion-MNIST (about 25 minutes on 2 CPU cores): classifiers,\n"
+      "Train and show the whole system on Fashion-MNIST (about 23 minutes on 2 CPU cores): classifiers,\n"
       "tokenizer phases 1 and 2, AR and NAR transformers, samples, visualisation, evaluation and DIR/report.html.\n"
       "Interrupted (Ctrl-C), it resumes where it stopped when run again with the same --out.";
   c.option("--out", "DIR", "runs/demo", "run directory");

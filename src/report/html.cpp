@@ -39,7 +39,7 @@ std::vector<double> ticks(double lo, double hi, int n = 5) {
 
 struct Frame {
   int width, height;
-  double left = 58, right = 12, top = 28, bottom = 40;
+  double left = 58, right = 22, top = 28, bottom = 40;
   double x0, x1, y0, y1;
   double px(double x) const { return left + (x - x0) / (x1 - x0 == 0 ? 1 : x1 - x0) * (width - left - right); }
   double py(double y) const { return height - bottom - (y - y0) / (y1 - y0 == 0 ? 1 : y1 - y0) * (height - top - bottom); }
@@ -79,6 +79,14 @@ std::string svg_open(int width, int height, const std::string& title) {
   os << "<svg xmlns='http://www.w3.org/2000/svg' class='chart' width='" << width << "' height='" << height
      << "' viewBox='0 0 " << width << " " << height << "' font-family='sans-serif' font-size='11' role='img' aria-label='"
      << escape(title) << "'>";
+  return os.str();
+}
+
+// A chart's frame with a note in place of the data.
+std::string no_data(const std::string& title, int width, int height) {
+  std::ostringstream os;
+  os << svg_open(width, height, title) << "<text x='" << width / 2 << "' y='" << height / 2
+     << "' text-anchor='middle'>" << escape(title) << ": no data</text></svg>";
   return os.str();
 }
 
@@ -147,13 +155,9 @@ std::string line_chart(const std::string& title, const std::vector<Series>& seri
       if (std::isfinite(x) && std::isfinite(y) && (!log_y || y > 0)) t.points.emplace_back(x, log_y ? std::log10(y) : y);
     if (!t.points.empty()) data.push_back(std::move(t));
   }
+  if (data.empty()) return no_data(title, width, height);
   std::ostringstream os;
   os << svg_open(width, height, title);
-  if (data.empty()) {
-    os << "<text x='" << width / 2 << "' y='" << height / 2 << "' text-anchor='middle'>" << escape(title)
-       << ": no data</text></svg>";
-    return os.str();
-  }
   Frame f{width, height};
   f.x0 = f.y0 = INFINITY;
   f.x1 = f.y1 = -INFINITY;
@@ -183,13 +187,9 @@ std::string line_chart(const std::string& title, const std::vector<Series>& seri
 
 std::string bar_chart(const std::string& title, const std::vector<double>& values, const std::string& x_label,
                       const std::string& y_label, int width, int height) {
+  if (values.empty()) return no_data(title, width, height);
   std::ostringstream os;
   os << svg_open(width, height, title);
-  if (values.empty()) {
-    os << "<text x='" << width / 2 << "' y='" << height / 2 << "' text-anchor='middle'>" << escape(title)
-       << ": no data</text></svg>";
-    return os.str();
-  }
   Frame f{width, height};
   f.x0 = 0, f.x1 = static_cast<double>(values.size());
   f.y0 = 0, f.y1 = *std::max_element(values.begin(), values.end()) * 1.05;

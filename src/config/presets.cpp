@@ -108,6 +108,7 @@ Config fmnist() {
   c.eval.feature_network = "classifier";
   c.eval.feature_weights = "runs/fmnist/classifier-eval/classifier.safetensors";
   c.eval.num_samples = 10000;
+  c.eval.batch_size = 32;  // CPU: small batches keep the activations in cache (3x faster than 256 here)
   return c;
 }
 

@@ -119,10 +119,15 @@ void Demo::evaluate() {
   json m{{"feature_network", net.name()}, {"feature_weights", net.weights()}, {"tokenizers", json::array()},
          {"generation", json::array()}};
   const ImageSource test = open_image_source("data:test", config.data);
+  // The test images go through the network once: their statistics serve the rFIDs, the FIDs
+  // and the floor, their logits the test set's IS.
+  const FeatureSet test_features = extract_features(net, test, -1, batch, "features (test)");
+  const FeatureStats test_stats = feature_stats(net, test_features, test.name);
+  save_feature_stats(d("test-stats.safetensors"), test_stats);
   for (const auto& [name, run] : std::vector<std::pair<std::string, std::string>>{{"phase 1", "tokenizer-phase1"},
                                                                                   {"phase 2", "tokenizer-phase2"}}) {
     auto tok = load_tokenizer(d(run + "/tokenizer.safetensors"), device);
-    const TokenizerScores s = score_tokenizer(tok.model, test, -1, batch, &net);
+    const TokenizerScores s = score_tokenizer(tok.model, test, -1, batch, &net, &test_stats);
     m["tokenizers"].push_back({{"name", name}, {"path", d(run + "/tokenizer.safetensors")}, {"rfid", s.rfid},
                                {"psnr_db", s.psnr}, {"codebook_usage", s.usage}, {"codes_used", s.codes_used},
                                {"codebook_size", s.histogram.size(0)}, {"perplexity", s.perplexity}, {"count", s.count}});
@@ -131,9 +136,6 @@ void Demo::evaluate() {
       m["usage_histogram"] = hist;
     }
   }
-  const FeatureSet test_features = extract_features(net, test, -1, batch, "features (test)");
-  const FeatureStats test_stats = feature_stats(net, test_features, test.name);
-  save_feature_stats(d("test-stats.safetensors"), test_stats);
   const int splits = config.eval.is_splits;
   for (const auto& [name, folder] : std::vector<std::pair<std::string, std::string>>{
            {"AR samples", "samples-ar/images"}, {"NAR samples", "samples-nar/images"}}) {

@@ -93,13 +93,10 @@ int run_reconstruct(const Args& args) {
   for (size_t t = 0; t < toks.size(); ++t) {
     const int64_t K = scores[t].hist.size(0);
     // Usage over every code of every measured image, and the perplexity of that histogram.
-    const auto prob = scores[t].hist.to(at::kDouble) / std::max<double>(1.0, scores[t].hist.sum().item<double>());
-    const double perplexity = std::exp(-(prob * at::log(prob.clamp_min(1e-12))).sum().item<double>());
-    const int64_t used = (scores[t].hist > 0).sum().item<int64_t>();
+    const CodeUsage u = code_usage(scores[t].hist);
     std::cout << paths[t] << " (phase " << toks[t].phase << ", step " << toks[t].step << "): PSNR "
-              << scores[t].psnr_sum / static_cast<double>(count) << " dB, codebook usage "
-              << 100.0 * static_cast<double>(used) / static_cast<double>(K) << "% (" << used << " of " << K
-              << " codes), perplexity " << perplexity << "\n";
+              << scores[t].psnr_sum / static_cast<double>(count) << " dB, codebook usage " << 100.0 * u.fraction << "% ("
+              << u.used << " of " << K << " codes), perplexity " << u.perplexity << "\n";
   }
   std::cout << "measured on " << count << " " << args.get("--split") << " images"
             << (out.empty() ? "" : "; grid (inputs over reconstructions): " + out) << "\n";

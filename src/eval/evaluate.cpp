@@ -118,7 +118,7 @@ FeatureStats feature_stats(const EvalNetwork& net, const FeatureSet& set, const 
 }
 
 TokenizerScores score_tokenizer(Tokenizer& model, const ImageSource& source, int64_t count, int64_t batch,
-                                EvalNetwork* net) {
+                                EvalNetwork* net, const FeatureStats* real_stats) {
   TokenizerScores r;
   r.count = resolve_count(source, count);
   const int64_t K = model->quantizer->embedding.size(0);
@@ -137,19 +137,19 @@ TokenizerScores score_tokenizer(Tokenizer& model, const ImageSource& source, int
     psnr_sum += psnr(x, y).sum().item<double>();
     r.histogram += code_histogram(out.quant.indices, K).cpu();
     if (net) {
-      real.push_back(net->run(x).first);
+      if (!real_stats) real.push_back(net->run(x).first);
       rec.push_back(net->run(y).first);
     }
     progress.update(end);
   }
   progress.finish();
   r.psnr = psnr_sum / static_cast<double>(r.count);
-  r.codes_used = (r.histogram > 0).sum().item<int64_t>();
-  r.usage = static_cast<double>(r.codes_used) / static_cast<double>(K);
-  const at::Tensor p = r.histogram.to(at::kDouble) / std::max<double>(1.0, r.histogram.sum().item<double>());
-  r.perplexity = std::exp(-(p * at::log(p.clamp_min(1e-300))).sum().item<double>());
+  const CodeUsage u = code_usage(r.histogram);
+  r.codes_used = u.used;
+  r.usage = u.fraction;
+  r.perplexity = u.perplexity;
   if (net) {
-    r.real = feature_stats(*net, {at::cat(real), {}}, source.name);
+    r.real = real_stats ? *real_stats : feature_stats(*net, {at::cat(real), {}}, source.name);
     r.reconstructed = feature_stats(*net, {at::cat(rec), {}}, "reconstructions of " + source.name);
     r.rfid = frechet_distance(r.real, r.reconstructed);
   }

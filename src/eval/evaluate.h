@@ -73,7 +73,9 @@ struct TokenizerScores {
   double rfid = -1;            // -1 without a network
   FeatureStats real, reconstructed;
 };
+// `real`, when given, holds the statistics of the same images under the same network (e.g. from
+// an earlier pass or a fid-stats file): the inputs then are not run through the network again.
 TokenizerScores score_tokenizer(Tokenizer& model, const ImageSource& source, int64_t count, int64_t batch,
-                                EvalNetwork* net);
+                                EvalNetwork* net, const FeatureStats* real = nullptr);
 
 }  // namespace seqgan

@@ -29,6 +29,15 @@ at::Tensor code_histogram(const at::Tensor& indices, int64_t codebook_size) {
   return at::bincount(indices.reshape({-1}).to(at::kLong).cpu(), {}, codebook_size);
 }
 
+CodeUsage code_usage(const at::Tensor& histogram) {
+  CodeUsage u;
+  u.used = (histogram > 0).sum().item<int64_t>();
+  u.fraction = static_cast<double>(u.used) / static_cast<double>(histogram.size(0));
+  const at::Tensor p = histogram.to(at::kDouble) / std::max<double>(1.0, histogram.sum().item<double>());
+  u.perplexity = std::exp(-(p * at::log(p.clamp_min(1e-300))).sum().item<double>());
+  return u;
+}
+
 QuantizerImpl::QuantizerImpl(int64_t codebook_size, int64_t code_dim, const QuantizerConfig& config)
     : config_(config) {
   SEQGAN_CHECK(codebook_size >= 2 && code_dim >= 1, "codebook must be at least 2 x 1, got ", codebook_size, " x ",

@@ -52,4 +52,13 @@ std::pair<at::Tensor, at::Tensor> usage_entropies(const at::Tensor& d, double ta
 // Histogram of code indices: [K] int64.
 at::Tensor code_histogram(const at::Tensor& indices, int64_t codebook_size);
 
+// What a histogram of code indices says about the codebook: codes chosen at least once, their
+// share of the K codes, and the perplexity exp(H) of the histogram.
+struct CodeUsage {
+  int64_t used = 0;
+  double fraction = 0;
+  double perplexity = 0;
+};
+CodeUsage code_usage(const at::Tensor& histogram);
+
 }  // namespace seqgan

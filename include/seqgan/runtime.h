@@ -9,7 +9,32 @@ namespace seqgan {
 int available_cores();
 
 // Sets libtorch's intra-op threads; 0 means all available cores. Returns the count in effect.
+// With more than one thread it also gives OpenBLAS a single thread (see set_blas_threads), unless
+// OPENBLAS_NUM_THREADS is set.
 int set_threads(int n);
+
+// OpenBLAS keeps its own pool of threads beside libtorch's OpenMP pool. Convolutions (oneDNN) and
+// element-wise work run on the OpenMP threads and call BLAS from inside them, so two pools compete
+// for the same cores: with one BLAS thread a tokenizer training step runs about 1.2-1.3x faster on
+// two cores, while a single large matrix product runs at half speed. seqgan therefore gives BLAS
+// one thread by default and all cores where large products dominate (transformer training; see
+// docs/performance.md). Returns the previous count; 0 (and does nothing) when the BLAS library
+// offers no such control or OPENBLAS_NUM_THREADS is set.
+int set_blas_threads(int n);
+
+// Sets the BLAS thread count for its lifetime (see set_blas_threads).
+class BlasThreads {
+ public:
+  explicit BlasThreads(int n) : previous_(set_blas_threads(n)) {}
+  ~BlasThreads() {
+    if (previous_ > 0) set_blas_threads(previous_);
+  }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int previous_;
+};
 
 // "auto" picks CUDA when this build and machine have it, else CPU. Returns "cpu" or "cuda".
 std::string resolve_device(const std::string& requested);

@@ -3,16 +3,26 @@
 // ratio where a figure is a comparison). Each figure is the best of a few timed repetitions, so
 // that a busy moment of a shared machine does not decide it.
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <optional>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "eval/evaluate.h"
+#include "seqgan/checkpoint.h"
 #include "seqgan/data.h"
+#include "seqgan/error.h"
+#include "seqgan/safetensors.h"
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
 #include "train/run.h"
@@ -57,16 +67,189 @@ TokenSpace bench_space(int64_t codebook, int64_t length) {
   return s;
 }
 
+// A measurement that is repeated in PyTorch eager mode by tools/reference/bench.py: the same
+// architecture, weights and input, saved here with seqgan's outputs for that input (which the
+// reference checks), then timed there the same way.
+struct ReferenceCase {
+  std::string name, unit;
+  std::string suffix;  // of the name, after "tokenizer_train" or "transformer_train": "_paper64"
+  double rate = 0;  // seqgan's
+  std::string file;
+};
+
+void add_params(safetensors::TensorMap& t, const torch::nn::Module& m) {
+  for (const auto& [name, value] : state_dict(m)) t["param." + name] = value.detach().clone();
+}
+
+safetensors::Metadata case_metadata(const std::string& name, const std::string& kind, const Config& c, int repeats,
+                                    double min_s) {
+  return {{"case", name},
+          {"kind", kind},
+          {"config", config_to_json(c, -1)},
+          {"image_channels", std::to_string(c.data.channels)},
+          {"repeats", std::to_string(repeats)},
+          {"min_seconds", std::to_string(min_s)},
+          {"threads", std::to_string(at::get_num_threads())},
+          {"lr", "0.0001"}};
+}
+
+// One training step of the tokenizer without the perceptual and adversarial terms: L1
+// reconstruction, codebook, commitment and entropy terms, backward, Adam.
+ReferenceCase tokenizer_case(const std::string& name, const Config& c, int64_t batch, int repeats, double min_s,
+                             const std::string& dir) {
+  torch::manual_seed(0);
+  Tokenizer t(c.tokenizer, c.quantizer, c.data.channels);
+  {
+    // Attention output projections start at zero (the block starts as the identity); give them
+    // values, as training would, so that the attention's output takes part in the comparison.
+    torch::NoGradGuard ng;
+    for (auto& p : t->named_parameters())
+      if (p.key().find("proj_out") != std::string::npos) p.value().normal_(0.0, 0.05);
+  }
+  const auto x = at::rand({batch, c.data.channels, c.data.resolution, c.data.resolution}) * 2 - 1;
+  auto loss_of = [&](const TokenizerOutput& out) {
+    return (out.reconstruction - x).abs().mean() + out.quant.codebook_loss + out.quant.commit_loss + out.quant.entropy_loss;
+  };
+  ReferenceCase rc;
+  rc.name = name;
+  rc.unit = "img/s";
+  if (!dir.empty()) {
+    safetensors::TensorMap tensors;
+    add_params(tensors, *t);
+    torch::NoGradGuard ng;
+    const auto out = t->forward(x);
+    tensors["input.x"] = x;
+    tensors["output.reconstruction"] = out.reconstruction;
+    tensors["output.loss"] = loss_of(out);
+    tensors["output.indices"] = out.quant.indices;
+    rc.file = dir + "/" + name + ".safetensors";
+    safetensors::save(rc.file, tensors, case_metadata(name, "tokenizer", c, repeats, min_s));
+  }
+  torch::optim::Adam opt(t->parameters(), torch::optim::AdamOptions(1e-4));
+  rc.rate = best_rate(
+      [&] {
+        opt.zero_grad();
+        loss_of(t->forward(x)).backward();
+        opt.step();
+      },
+      static_cast<double>(batch), repeats, min_s);
+  return rc;
+}
+
+// One AR training step: forward with dropout, cross-entropy over K codes, backward, AdamW.
+ReferenceCase transformer_case(const std::string& name, const Config& c, const TokenSpace& space, int64_t batch,
+                               int repeats, double min_s, const std::string& dir) {
+  torch::manual_seed(0);
+  Transformer m(c.transformer, space, true);
+  const auto cond = at::randint(space.num_classes, {batch}, at::kLong);
+  const auto tokens = at::randint(space.codebook_size, {batch, space.length}, at::kLong);
+  const auto inputs = tokens.slice(1, 0, space.length - 1);
+  ReferenceCase rc;
+  rc.name = name;
+  rc.unit = "tokens/s";
+  if (!dir.empty()) {
+    safetensors::TensorMap tensors;
+    add_params(tensors, *m);
+    torch::NoGradGuard ng;
+    m->eval();
+    tensors["input.cond"] = cond;
+    tensors["input.tokens"] = tokens;
+    tensors["output.logits"] = m->forward(cond, inputs);
+    auto meta = case_metadata(name, "transformer", c, repeats, min_s);
+    meta["causal"] = "1";
+    meta["codebook_size"] = std::to_string(space.codebook_size);
+    meta["length"] = std::to_string(space.length);
+    meta["num_classes"] = std::to_string(space.num_classes);
+    rc.file = dir + "/" + name + ".safetensors";
+    safetensors::save(rc.file, tensors, meta);
+  }
+  m->train();
+  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-4));
+  rc.rate = best_rate(
+      [&] {
+        opt.zero_grad();
+        const auto logits = m->forward(cond, inputs);
+        at::cross_entropy_loss(logits.reshape({-1, space.codebook_size}), tokens.reshape({-1})).backward();
+        opt.step();
+      },
+      static_cast<double>(batch * space.length), repeats, min_s);
+  return rc;
+}
+
+// Training FLOPs per token: 6 per weight of the blocks and the head, plus attention's score and
+// value products, 12 * layers * length * width.
+double transformer_flops_per_token(const Config& c, const TokenSpace& space) {
+  Transformer m(c.transformer, space, true);
+  int64_t weights = 0;
+  for (const auto& p : m->named_parameters())
+    if (p.key().find("emb") == std::string::npos && p.value().dim() == 2) weights += p.value().numel();
+  return 6.0 * static_cast<double>(weights) + 12.0 * c.transformer.layers * space.length * c.transformer.width;
+}
+
+std::string default_reference_dir() {
+  if (const char* env = std::getenv("SEQGAN_REFERENCE_DIR")) return env;
+#ifdef SEQGAN_REFERENCE_DIR
+  return SEQGAN_REFERENCE_DIR;
+#else
+  return "tools/reference";
+#endif
+}
+
+// Runs the reference on every case file; returns its JSON list, or null (after saying why) when
+// it could not run.
+nlohmann::json run_reference(const std::vector<ReferenceCase>& cases, const std::string& python,
+                             const std::string& reference_dir, const std::string& dir) {
+  const std::string script = reference_dir + "/bench.py";
+  if (!std::filesystem::exists(script)) {
+    std::cerr << "bench: the Python comparisons are skipped: " << script
+              << " not found\n---> HINT: pass --reference DIR (the tools/reference folder of a seqgan source tree)\n";
+    return nullptr;
+  }
+  std::string cmd = "'" + python + "' '" + script + "'";
+  for (const auto& c : cases) cmd += " '" + c.file + "'";
+  cmd += " > '" + dir + "/reference.json'";
+  std::cerr << "bench: timing the Python reference (" << python << ")\n";
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) {
+    std::cerr << "bench: the Python reference failed (exit status " << rc << "): " << cmd
+              << "\n---> HINT: it needs python3 with torch (Debian: apt-get install python3-torch), or pass --no-python\n";
+    return nullptr;
+  }
+  std::ifstream in(dir + "/reference.json");
+  return nlohmann::json::parse(in);
+}
+
 int run_bench(const Args& args) {
   const Config config = load_config(args);
   const bool quick = args.flag("--quick");
+  const bool python = !args.flag("--no-python");
   const int repeats = quick ? 1 : 3;
   const double min_s = quick ? 0.2 : 0.5;
   std::vector<Figure> figs;
   torch::manual_seed(0);
+  // Names of the config's own cases end in its preset: tokenizer_train_fmnist.
+  std::string preset = config.preset;
+  for (char& ch : preset)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
 
-  // The machine.
+  std::string case_dir;
+  if (python) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "seqgan-bench-XXXXXX").string();
+    SEQGAN_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary folder under ",
+                 std::filesystem::temp_directory_path().string());
+    case_dir = pattern;
+  }
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove_all(path, ec);
+    }
+  } remove_dir{case_dir};
+
+  // The machine. BLAS gets every core for the products, as transformer training gives it.
   const int64_t n = 1024;
+  std::optional<BlasThreads> blas_all(std::in_place, at::get_num_threads());
   const auto a = at::rand({n, n}), b = at::rand({n, n});
   const double peak = best_rate([&] { at::mm(a, b); }, 2.0 * n * n * n / 1e9, repeats, min_s);
   figs.push_back({"matmul_peak_f32", "GFLOP/s", "1024x1024 float32 matrix product", peak});
@@ -75,35 +258,40 @@ int run_bench(const Args& args) {
   const double bw = best_rate([&] { dst.copy_(big); }, 2.0 * static_cast<double>(big.nbytes()) / 1e9, repeats, min_s);
   figs.push_back({"memory_bandwidth", "GB/s", "copy of 512 MiB (bytes read + written)", bw});
 
-  // Transformer training step: the config's transformer, AR, batch train_ar.batch_size.
+  std::vector<ReferenceCase> cases;
+  // Transformer training: the paper's width (768, 16 heads, MLP 3072; 2 of its 24 layers, which
+  // the per-token cost scales with) and the config's own transformer.
   {
-    const TokenSpace space = bench_space(1024, 256);
-    Transformer m(config.transformer, space, true);
-    m->train();
-    torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-4));
-    const int64_t batch = quick ? 8 : std::min<int64_t>(config.train_ar.batch_size, 32);
-    const auto cond = at::randint(10, {batch}, at::kLong);
-    const auto tokens = at::randint(space.codebook_size, {batch, space.length}, at::kLong);
-    const double tps = best_rate(
-        [&] {
-          opt.zero_grad();
-          const auto logits = m->forward(cond, tokens.slice(1, 0, space.length - 1));
-          at::cross_entropy_loss(logits.reshape({-1, space.codebook_size}), tokens.reshape({-1})).backward();
-          opt.step();
-        },
-        static_cast<double>(batch * space.length), repeats, min_s);
-    // Training FLOPs per token: 6 per weight of the blocks and the head, plus attention's
-    // score and value products, 12 * layers * length * width.
-    int64_t weights = 0;
-    for (const auto& p : m->named_parameters())
-      if (p.key().find("emb") == std::string::npos && p.value().dim() == 2) weights += p.value().numel();
-    const double flops_per_token =
-        6.0 * static_cast<double>(weights) + 12.0 * config.transformer.layers * space.length * config.transformer.width;
-    const double gflops = tps * flops_per_token / 1e9;
-    figs.push_back({"transformer_train", "tokens/s", "config transformer, 256 tokens, batch " + std::to_string(batch), tps});
+    Config wide = config;
+    const Config paper = make_preset("paper");
+    wide.transformer = paper.transformer;
+    wide.transformer.layers = quick ? 1 : 2;
+    const TokenSpace space = bench_space(1024, quick ? 64 : 256);
+    const int64_t batch = quick ? 1 : 4;
+    auto rc = transformer_case("transformer_train", wide, space, batch, repeats, min_s, case_dir);
+    const double gflops = rc.rate * transformer_flops_per_token(wide, space) / 1e9;
+    figs.push_back({"transformer_train", "tokens/s",
+                    "paper width 768, " + std::to_string(wide.transformer.layers) + " layers, " +
+                        std::to_string(space.length) + " tokens, batch " + std::to_string(batch),
+                    rc.rate});
     figs.push_back({"transformer_train_gflops", "GFLOP/s", "achieved, from the FLOP count", gflops});
-    figs.push_back({"transformer_train_peak_fraction", "", "achieved / matmul_peak_f32", gflops / peak, true});
+    figs.push_back({"transformer_train_peak_fraction", "", "achieved / matmul_peak_f32 (goal >= 0.5)", gflops / peak, true});
+    cases.push_back(rc);
+
+    const TokenSpace small = bench_space(1024, 256);
+    const int64_t small_batch = quick ? 4 : std::min<int64_t>(config.train_ar.batch_size, 32);
+    auto rs = transformer_case("transformer_train_" + preset, config, small, small_batch, repeats, min_s, case_dir);
+    rs.suffix = "_" + preset;
+    const double small_gflops = rs.rate * transformer_flops_per_token(config, small) / 1e9;
+    figs.push_back({rs.name, "tokens/s",
+                    "config transformer (width " + std::to_string(config.transformer.width) + "), 256 tokens, batch " +
+                        std::to_string(small_batch),
+                    rs.rate});
+    figs.push_back({rs.name + "_peak_fraction", "", "its achieved GFLOP/s / matmul_peak_f32",
+                    small_gflops / peak, true});
+    cases.push_back(rs);
   }
+  blas_all.reset();
 
   // AR sampling at batch 1, 256 tokens: with the cache against a full recompute, and against
   // the floor of streaming every weight once per token.
@@ -151,42 +339,84 @@ int run_bench(const Args& args) {
     std::cerr << "bench: fid_features skipped: " << e.what() << "\n";
   }
 
-  // Tokenizer: a training step (L1 + VQ + entropy terms), encode and decode, at the config's size.
+  // Tokenizer: a training step (L1 + VQ + entropy terms, Adam) at the config's size and for the
+  // paper's architecture at 64x64; encoding and decoding at the config's size.
+  double train = 0;
+  {
+    const int64_t batch = quick ? 4 : 16;
+    auto rc = tokenizer_case("tokenizer_train_" + preset, config, batch, repeats, min_s, case_dir);
+    rc.suffix = "_" + preset;
+    train = rc.rate;
+    figs.push_back({rc.name, "img/s", "config tokenizer, batch " + std::to_string(batch), rc.rate});
+    cases.push_back(rc);
+    Config paper64 = make_preset("paper");
+    paper64.data.channels = 3;
+    paper64.data.resolution = 64;
+    const int64_t paper_batch = quick ? 1 : 4;
+    auto rp = tokenizer_case("tokenizer_train_paper64", paper64, paper_batch, repeats, min_s, case_dir);
+    rp.suffix = "_paper64";
+    figs.push_back({"tokenizer_train_paper64", "img/s", "paper tokenizer (phase 1) at 64x64, batch " +
+                    std::to_string(paper_batch), rp.rate});
+    cases.push_back(rp);
+  }
   {
     Tokenizer t(config.tokenizer, config.quantizer, config.data.channels);
     const int64_t batch = quick ? 4 : 16;
     const auto x = at::rand({batch, config.data.channels, config.data.resolution, config.data.resolution}) * 2 - 1;
-    const double train = best_rate(
-        [&] {
-          auto out = t->forward(x);
-          ((out.reconstruction - x).abs().mean() + out.quant.codebook_loss + out.quant.commit_loss + out.quant.entropy_loss)
-              .backward();
-          for (auto& p : t->parameters()) p.mutable_grad() = at::Tensor();
-        },
-        static_cast<double>(batch), repeats, min_s);
-    figs.push_back({"tokenizer_train_step", "img/s", "batch " + std::to_string(batch) + ", config resolution", train});
     torch::NoGradGuard ng;
     t->eval();
     const auto idx = t->encode_indices(x);
-    figs.push_back({"tokenizer_encode", "img/s", "", best_rate([&] { t->encode_indices(x); }, batch, repeats, min_s)});
-    figs.push_back({"tokenizer_decode", "img/s", "", best_rate([&] { t->decode_indices(idx); }, batch, repeats, min_s)});
-    // The data loader with the training transform, as the trainer uses it.
-    try {
-      auto data = open_dataset(config.data, "train");
-      LoaderOptions lo;
-      lo.batch_size = 64;
-      lo.num_workers = std::max(1, config.data.num_workers);
-      Loader loader(data, lo, train_transform(config.data));
-      Batch bt;
-      const double loader_rate = best_rate(
-          [&] {
-            if (!loader.next(bt)) loader.start_epoch(loader.epoch() + 1);
-          },
-          64.0, repeats, min_s);
-      figs.push_back({"data_loader", "img/s", data->description(), loader_rate});
-      figs.push_back({"data_loader_vs_train_step", "", "data_loader / tokenizer_train_step (goal >= 5)", loader_rate / train, true});
-    } catch (const std::exception& e) {
-      std::cerr << "bench: data loader skipped: " << e.what() << "\n";
+    figs.push_back({"tokenizer_encode", "img/s", "batch " + std::to_string(batch),
+                    best_rate([&] { t->encode_indices(x); }, batch, repeats, min_s)});
+    figs.push_back({"tokenizer_decode", "img/s", "batch " + std::to_string(batch),
+                    best_rate([&] { t->decode_indices(idx); }, batch, repeats, min_s)});
+  }
+  // The data loader with the training transform, as the trainer uses it.
+  try {
+    auto data = open_dataset(config.data, "train");
+    LoaderOptions lo;
+    lo.batch_size = 64;
+    lo.num_workers = std::max(1, config.data.num_workers);
+    Loader loader(data, lo, train_transform(config.data));
+    Batch bt;
+    const double loader_rate = best_rate(
+        [&] {
+          if (!loader.next(bt)) loader.start_epoch(loader.epoch() + 1);
+        },
+        64.0, repeats, min_s);
+    figs.push_back({"data_loader", "img/s", data->description(), loader_rate});
+    figs.push_back({"data_loader_vs_train_step", "", "data_loader / tokenizer_train_" + preset + " (goal >= 5)", loader_rate / train, true});
+  } catch (const std::exception& e) {
+    std::cerr << "bench: data loader skipped: " << e.what() << "\n";
+  }
+
+  // The same cases in PyTorch eager mode: speed ratios, and how closely the outputs agree.
+  if (python) {
+    const auto results = run_reference(cases, args.get("--python"),
+                                       args.get("--reference").empty() ? default_reference_dir() : args.get("--reference"),
+                                       case_dir);
+    if (results.is_array()) {
+      for (const auto& r : results) {
+        const std::string name = r.at("case");
+        const auto it = std::find_if(cases.begin(), cases.end(), [&](const ReferenceCase& c) { return c.name == name; });
+        if (it == cases.end()) continue;
+        const double py = r.at("rate").get<double>();
+        // "tokenizer_train_paper64" -> "tokenizer_train_vs_python_paper64"
+        const std::string stem = name.substr(0, name.size() - it->suffix.size()), suffix = it->suffix;
+        figs.push_back({name + "_python", it->unit, "PyTorch " + r.at("torch").get<std::string>() + " eager, same step", py});
+        figs.push_back({stem + "_vs_python" + suffix, "", "seqgan / Python", it->rate / py, true});
+        double worst = 0;
+        std::string detail;
+        for (const auto& [k, v] : r.at("agreement").items()) {
+          if (k == "indices_differing") {
+            detail += (detail.empty() ? "" : ", ") + std::to_string(v.get<int64_t>()) + " codes differ";
+            continue;
+          }
+          worst = std::max(worst, v.get<double>());
+          detail += (detail.empty() ? "" : ", ") + k;
+        }
+        figs.push_back({name + "_python_max_diff", "", "largest |seqgan - Python| / max |seqgan|: " + detail, worst});
+      }
     }
   }
 
@@ -204,9 +434,14 @@ int run_bench(const Args& args) {
     std::cout << out.dump(2) << "\n";
   } else {
     std::cout << "| name | value | unit | what |\n|---|---:|---|---|\n";
-    for (const auto& f : figs)
-      std::cout << "| " << f.name << " | " << std::setprecision(f.value >= 100 ? 0 : 3) << std::fixed << f.value << " | "
-                << f.unit << " | " << f.note << " |\n";
+    for (const auto& f : figs) {
+      std::ostringstream v;
+      if (f.value != 0 && std::abs(f.value) < 0.01)
+        v << std::setprecision(1) << std::scientific << f.value;
+      else
+        v << std::setprecision(f.value >= 100 ? 0 : 3) << std::fixed << f.value;
+      std::cout << "| " << f.name << " | " << v.str() << " | " << f.unit << " | " << f.note << " |\n";
+    }
     std::cout << "\n" << machine_summary() << "\n";
   }
   return 0;
@@ -223,7 +458,11 @@ Command bench_command() {
       "the data loader, peak memory";
   c.config_options("fmnist");
   c.flag("--json", "print a JSON list of {name, value, unit, ratio}");
-  c.flag("--quick", "one short repetition per figure (for smoke tests)");
+  c.flag("--quick", "one short repetition per figure, smaller cases (for smoke tests)");
+  c.flag("--no-python", "skip the comparison with the PyTorch eager reference (tools/reference)");
+  c.option("--python", "EXE", "/usr/bin/python3", "the Python interpreter (with torch) that runs the reference");
+  c.option("--reference", "DIR", "",
+           "folder of bench.py and models.py (default: $SEQGAN_REFERENCE_DIR, else the source tree's tools/reference)");
   c.run = run_bench;
   return c;
 }

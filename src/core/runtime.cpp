@@ -1,5 +1,6 @@
 #include "seqgan/runtime.h"
 
+#include <dlfcn.h>
 #include <sched.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -21,10 +22,23 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+int set_blas_threads(int n) {
+  using SetFn = void (*)(int);
+  using GetFn = int (*)();
+  // Looked up at run time: libtorch may be linked against another BLAS, or none.
+  static const auto set_fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  static const auto get_fn = reinterpret_cast<GetFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (!set_fn || !get_fn || std::getenv("OPENBLAS_NUM_THREADS")) return 0;
+  const int previous = get_fn();
+  if (n != previous) set_fn(std::max(1, n));
+  return previous;
+}
+
 int set_threads(int n) {
   SEQGAN_CHECK_HINT(n >= 0, "pass --threads 0 for all cores", "thread count must be >= 0, got ", n);
   const int count = n == 0 ? available_cores() : n;
   at::set_num_threads(count);
+  set_blas_threads(1);
   return at::get_num_threads();
 }
 

@@ -13,6 +13,14 @@ torch::nn::GroupNorm make_norm(int64_t channels, const NormSpec& spec) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(spec.groups, channels).eps(spec.eps).affine(true));
 }
 
+void use_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  for (auto& b : module.buffers())
+    if (b.dim() == 4) b.set_data(b.contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 namespace {
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, bool bias) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).padding(k / 2).bias(bias));

@@ -120,6 +120,7 @@ TokenizerImpl::TokenizerImpl(const TokenizerConfig& c, const QuantizerConfig& q,
   encoder = register_module("encoder", Encoder(c, image_channels));
   quantizer = register_module("quantizer", Quantizer(c.codebook_size, c.code_dim, q));
   decoder = register_module("decoder", Decoder(c, image_channels));
+  nn::use_channels_last(*this);  // about 1.3x (CPU, fmnist) to 1.6x (paper at 64x64) per training step
 }
 
 TokenizerOutput TokenizerImpl::forward(const at::Tensor& x) {

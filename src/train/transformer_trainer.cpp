@@ -111,6 +111,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   const std::string model_path = opt.run_dir + "/transformer.safetensors";
   const std::string kind = transformer_kind(opt.causal);
   Config config = opt.config;
+  const BlasThreads blas(at::get_num_threads());  // large products dominate here
 
   safetensors::File resume_file;
   CheckpointMeta resume_meta;

@@ -54,7 +54,7 @@ at::Tensor uniform_like(at::Generator& gen, at::IntArrayRef shape, const at::Ten
 at::Tensor sample_ar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const ArSampleOptions& o,
                      at::Generator& gen) {
   SEQGAN_CHECK(model.causal(), "AR sampling needs the causal transformer (train-transformer --kind ar)");
-  torch::NoGradGuard ng;
+  c10::InferenceMode inference;  // lighter than NoGradGuard: no version counters or views tracked
   const auto device = model.pos_emb.device();
   const int64_t L = model.space().length;
   const auto c = cond.defined() ? cond.to(device) : at::zeros({batch}, at::TensorOptions(at::kLong).device(device));
@@ -84,7 +84,7 @@ at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t ba
   SEQGAN_CHECK(!model.causal(), "NAR sampling needs the bidirectional transformer (train-transformer --kind nar)");
   SEQGAN_CHECK(o.steps >= 1, "NAR sampling needs at least one step, got ", o.steps);
   SEQGAN_CHECK(o.sample_temperature > 0, "NAR sample temperature must be positive, got ", o.sample_temperature);
-  torch::NoGradGuard ng;
+  c10::InferenceMode inference;
   const auto device = model.pos_emb.device();
   const int64_t L = model.space().length, mask = model.space().mask_token();
   const auto c = cond.defined() ? cond.to(device) : at::zeros({batch}, at::TensorOptions(at::kLong).device(device));

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config clang
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libopenblas0-pthread libgloo-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev zlib1g-dev libstb-dev nlohmann-json3-dev
   dataset-fashion-mnist

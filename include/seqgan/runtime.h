@@ -8,7 +8,8 @@ namespace seqgan {
 // Number of cores this process may use (respects the CPU affinity mask).
 int available_cores();
 
-// Sets libtorch's intra-op threads; 0 means all available cores. Returns the count in effect.
+// Sets libtorch's intra-op threads; 0 means all available cores, divided among the ranks on this
+// machine when LOCAL_WORLD_SIZE is set (data-parallel training). Returns the count in effect.
 // With more than one thread it also gives OpenBLAS a single thread (see set_blas_threads), unless
 // OPENBLAS_NUM_THREADS is set.
 int set_threads(int n);

@@ -6,6 +6,8 @@
 #include "seqgan/error.h"
 #include "seqgan/log.h"
 #include "seqgan/runtime.h"
+#include "train/distributed.h"
+#include "train/run.h"
 
 namespace seqgan::cli {
 
@@ -155,6 +157,12 @@ Config load_config(const Args& args) {
   validate(config);
   set_threads(config.threads);
   return config;
+}
+
+std::shared_ptr<ProcessGroup> join_process_group(const Config& config) {
+  auto group = ProcessGroup::from_environment(to_device(resolve_device(config.device)));
+  if (group && group->rank() != 0 && log_level() < LogLevel::Warn) set_log_level(LogLevel::Warn);
+  return group;
 }
 
 std::vector<Command> all_commands() {

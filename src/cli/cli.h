@@ -3,12 +3,17 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "seqgan/cli.h"
 #include "seqgan/config.h"
+
+namespace seqgan {
+class ProcessGroup;
+}
 
 namespace seqgan::cli {
 
@@ -50,6 +55,10 @@ struct UsageError : std::runtime_error {
 
 // The resolved config from --preset, --config and --set, validated; threads are set from it.
 Config load_config(const Args& args);
+
+// The data-parallel group described by the environment (RANK, WORLD_SIZE, ...; see
+// train/distributed.h), or nullptr for a single process. Ranks other than 0 log only warnings.
+std::shared_ptr<ProcessGroup> join_process_group(const Config& config);
 
 std::vector<Command> all_commands();
 

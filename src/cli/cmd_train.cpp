@@ -59,6 +59,7 @@ int run_train_tokenizer(const Args& args) {
   o.resume = args.flag("--resume");
   o.max_steps = args.get_int("--max-steps");
   o.stop = install_stop_handlers();
+  o.group = join_process_group(o.config);
   const auto r = train_tokenizer(o);
   std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; tokenizer: " << r.tokenizer_path
             << (r.interrupted ? " (continue with --resume)" : "") << "\n";

@@ -39,6 +39,7 @@ int run_train_transformer(const Args& args) {
   o.resume = args.flag("--resume");
   o.max_steps = args.get_int("--max-steps");
   o.stop = install_stop_handlers();
+  o.group = join_process_group(o.config);
   const auto r = train_transformer(o);
   std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; validation loss "
             << std::setprecision(4) << r.val_loss << ", top-1 " << 100 * r.val_accuracy << "%; model: " << r.model_path

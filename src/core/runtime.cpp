@@ -5,6 +5,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -36,7 +37,13 @@ int set_blas_threads(int n) {
 
 int set_threads(int n) {
   SEQGAN_CHECK_HINT(n >= 0, "pass --threads 0 for all cores", "thread count must be >= 0, got ", n);
-  const int count = n == 0 ? available_cores() : n;
+  int count = n;
+  if (count == 0) {
+    // Ranks started together on one machine (scripts/launch.sh) share its cores.
+    count = available_cores();
+    if (const char* local = std::getenv("LOCAL_WORLD_SIZE"); local && std::atoi(local) > 1)
+      count = std::max(1, count / std::atoi(local));
+  }
   at::set_num_threads(count);
   set_blas_threads(1);
   return at::get_num_threads();

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
+#include <utility>
 
 #include "core/autocast.h"
 #include "losses/discriminator.h"
@@ -14,6 +15,7 @@
 #include "seqgan/image.h"
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
+#include "train/distributed.h"
 #include "train/optim.h"
 #include "train/state.h"
 
@@ -93,6 +95,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     config.tokenizer.decoder_attn_pairs += config.phase2.attn_pairs;
   }
   const PhaseSettings ps = phase_settings(config, opt.phase);
+  ProcessGroup* const group = opt.group.get();
+  const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
+  SEQGAN_CHECK_HINT(ps.batch_size % world == 0, "choose a batch size divisible by the number of ranks",
+                    "the global batch of ", ps.batch_size, " images does not split evenly over ", world, " ranks");
   Tokenizer model{nullptr};
   if (init.model) {
     model = init.model;
@@ -142,14 +148,28 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     resume_file = {};
   }
 
-  RunDir run(opt.run_dir, config, opt.rank == 0);
+  if (group) {
+    // Every rank starts from rank 0's weights and optimiser state (they agree already when
+    // seeded alike; this makes it so whatever happened before).
+    std::vector<at::Tensor> shared;
+    for (const auto& p : model->parameters()) shared.push_back(p);
+    for (const auto& p : disc->parameters()) shared.push_back(p);
+    group->broadcast(shared);
+    model->quantizer->all_reduce_sum = [group](const at::Tensor& t) { return group->all_reduce_sum(t); };
+  }
+
+  RunDir run(opt.run_dir, config, rank == 0);
   const auto train_set = open_dataset(config.data, "train");
   if (run.writer()) train_set->write_class_list(run.path());
+  // Rank r takes global positions r, r + W, ... of the epoch's order: one step of W ranks sees the
+  // images one process with the whole batch would.
   LoaderOptions lo;
-  lo.batch_size = ps.batch_size;
+  lo.batch_size = ps.batch_size / world;
   lo.num_workers = config.data.num_workers;
   lo.prefetch = config.data.prefetch;
   lo.seed = config.seed;
+  lo.rank = rank;
+  lo.world_size = world;
   Loader loader(train_set, lo, train_transform(config.data));
   SEQGAN_CHECK_HINT(loader.batches_per_epoch() > 0, "lower the batch size", "the data set (", train_set->size(),
                     " images) gives no full batch of ", ps.batch_size);
@@ -200,6 +220,13 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   auto write_preview = [&]() {
     if (!run.writer()) return;
     torch::NoGradGuard ng;
+    // Rank 0 alone runs this forward pass: the quantiser must not wait for the others.
+    auto hook = std::exchange(model->quantizer->all_reduce_sum, nullptr);
+    struct Restore {
+      std::function<at::Tensor(const at::Tensor&)>& slot;
+      std::function<at::Tensor(const at::Tensor&)> hook;
+      ~Restore() { slot = std::move(hook); }
+    } restore{model->quantizer->all_reduce_sum, std::move(hook)};
     model->eval();
     const auto rec = model->forward(preview).reconstruction.to(at::kFloat);
     model->train();
@@ -227,7 +254,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
 
   std::string stop_reason = "final";
   while (st.step < ps.iterations) {
-    const bool signalled = opt.stop && opt.stop();
+    const bool signalled = any_rank(group, opt.stop && opt.stop());
     if (signalled || (opt.max_steps >= 0 && done_here >= opt.max_steps)) {
       result.interrupted = true;
       stop_reason = signalled ? "interrupted" : "--max-steps reached";
@@ -280,12 +307,13 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
       loss = loss + adv_w * g_adv;
     }
     const double loss_value = loss.item<double>();
-    if (st.skip_nonfinite(loss_value, tt.max_nonfinite)) {
+    if (st.skip_nonfinite(any_rank_nonfinite(group, loss_value), tt.max_nonfinite)) {
       opt_g.zero_grad();
       continue;
     }
     opt_g.zero_grad();
     loss.backward();
+    if (group) group->average_gradients(opt_g.params());
     opt_g.step();
 
     // Discriminator step, with the lazy R1 penalty every r1_interval of its steps.
@@ -310,6 +338,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
       }
       opt_d.zero_grad();
       d_loss.backward();
+      if (group) group->average_gradients(opt_d.params());
       opt_d.step();
     }
     ++st.step;
@@ -335,12 +364,16 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     if (r1_value > 0) window["r1"] += r1_value * config.discriminator.r1_interval;
     window_hist += code_histogram(q.indices, config.tokenizer.codebook_size);
     ++window_steps;
-    window_images += x.size(0);
+    window_images += x.size(0) * world;
     progress.update(st.step, str("loss ", fmt(loss_value)));
     if (st.step % tt.log_every == 0 || st.step == ps.iterations) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       std::map<std::string, double> m;
       for (const auto& [k, v] : window) m[k] = v / static_cast<double>(window_steps);
+      if (group) {
+        m = group->average(m);  // every rank logs the same keys
+        group->all_reduce_sum_(window_hist);
+      }
       m["lr"] = lr;
       m["img_per_s"] = static_cast<double>(window_images) / std::max(secs, 1e-9);
       m["usage_window"] = (window_hist > 0).sum().item<double>() / static_cast<double>(config.tokenizer.codebook_size);
@@ -363,6 +396,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     if (st.step % tt.checkpoint_every == 0 && st.step < ps.iterations) save("periodic");
   }
   if (!result.interrupted) progress.finish();
+  model->quantizer->all_reduce_sum = nullptr;
   save(stop_reason);
   result.step = st.step;
   result.tokenizer_path = model_path;

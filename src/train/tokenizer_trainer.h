@@ -10,6 +10,7 @@
 // discriminator, both optimisers, RNG state, data position) and samples/.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "seqgan/config.h"
@@ -25,7 +26,9 @@ struct TokenizerTrainOptions {
   bool resume = false;  // continue from run_dir/checkpoint.safetensors
   StopFlag stop;        // polled every step; true writes a checkpoint and returns
   int64_t max_steps = -1;  // stop (with a checkpoint) after this many steps of this call
-  int rank = 0;         // only rank 0 writes
+  // Data-parallel training (see train/distributed.h): every rank calls train_tokenizer with the
+  // same options and its own group; rank 0 alone writes. nullptr: one process.
+  std::shared_ptr<class ProcessGroup> group;
 };
 
 struct TokenizerTrainResult {

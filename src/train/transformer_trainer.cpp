@@ -12,6 +12,7 @@
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokens.h"
+#include "train/distributed.h"
 #include "train/optim.h"
 #include "train/state.h"
 #include "transformer/sampling.h"
@@ -155,6 +156,11 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   SEQGAN_CHECK_HINT(batches_per_epoch > 0, "lower the batch size", "the token set (", N, " images) gives no full batch of ",
                     tc.batch_size);
   const bool conditional = space.num_classes > 0;
+  ProcessGroup* const group = opt.group.get();
+  const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
+  SEQGAN_CHECK_HINT(tc.batch_size % world == 0, "choose a batch size divisible by the number of ranks",
+                    "the global batch of ", tc.batch_size, " sequences does not split evenly over ", world, " ranks");
+  const int64_t local_batch = tc.batch_size / world;
 
   // Model and optimiser.
   Transformer model(config.transformer, space, opt.causal);
@@ -171,7 +177,13 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     resume_file = {};
   }
 
-  RunDir run(opt.run_dir, config, opt.rank == 0);
+  if (group) {
+    std::vector<at::Tensor> shared;
+    for (const auto& p : model->parameters()) shared.push_back(p);
+    group->broadcast(shared);
+  }
+
+  RunDir run(opt.run_dir, config, rank == 0);
   auto save = [&](const std::string& why) {
     if (!run.writer()) return;
     safetensors::TensorMap t;
@@ -197,6 +209,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   TransformerTrainResult result;
   result.model_path = model_path;
   auto validate = [&]() {
+    if (rank != 0) return;  // the others go on to the next step's collectives and wait there
     const auto s = score_tokens(*model, val.codes, conditional ? val.labels : at::Tensor(), tc.batch_size,
                                 tc.label_smoothing, config.seed);
     result.val_loss = s.loss;
@@ -220,7 +233,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   int64_t perm_epoch = -1;
   std::string stop_reason = "final";
   while (st.step < tc.iterations) {
-    const bool signalled = opt.stop && opt.stop();
+    const bool signalled = any_rank(group, opt.stop && opt.stop());
     if (signalled || (opt.max_steps >= 0 && done_here >= opt.max_steps)) {
       result.interrupted = true;
       stop_reason = signalled ? "interrupted" : "--max-steps reached";
@@ -235,7 +248,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
       perm = at::randperm(N, g, at::TensorOptions(at::kLong));
       perm_epoch = st.epoch;
     }
-    const auto idx = perm.narrow(0, st.position * tc.batch_size, tc.batch_size);
+    const auto idx = perm.narrow(0, st.position * tc.batch_size + rank * local_batch, local_batch);
     ++st.position;
     const auto codes = train.codes.index_select(0, idx).to(device);
     const auto labels = conditional ? train.labels.index_select(0, idx).to(device) : at::Tensor();
@@ -248,12 +261,13 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
       terms = objective(*model, codes, labels, tc.label_smoothing, c10::nullopt);
     }
     const double loss_value = terms.loss.item<double>();
-    if (st.skip_nonfinite(loss_value, tc.max_nonfinite)) {
+    if (st.skip_nonfinite(any_rank_nonfinite(group, loss_value), tc.max_nonfinite)) {
       optimizer.zero_grad();
       continue;
     }
     optimizer.zero_grad();
     terms.loss.backward();
+    if (group) group->average_gradients(optimizer.params());
     optimizer.step();
     ++st.step;
     ++done_here;
@@ -266,6 +280,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       std::map<std::string, double> m;
       for (const auto& [k, v] : window) m[k] = v / static_cast<double>(window_steps);
+      if (group) m = group->average(m);
       m["lr"] = lr;
       m["img_per_s"] = static_cast<double>(window_steps * tc.batch_size) / std::max(secs, 1e-9);
       log_info(str("step ", st.step, " | loss ", fmt(m["loss"]), " | top-1 ", fmt(100 * m["accuracy"]), "% | lr ",

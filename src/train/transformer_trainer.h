@@ -9,6 +9,7 @@
 // checkpoint.safetensors (model, optimiser, RNG, data position: the run resumes exactly).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <ATen/core/Generator.h>
@@ -29,7 +30,11 @@ struct TransformerTrainOptions {
   bool resume = false;
   StopFlag stop;
   int64_t max_steps = -1;
-  int rank = 0;
+  // Data-parallel training (see train/distributed.h); nullptr: one process. Every rank takes its
+  // contiguous share of each global batch; AR training is then the same as one process with the
+  // whole batch (within float rounding). NAR masks and dropout draw from each rank's own
+  // generator, so they match one process in distribution only.
+  std::shared_ptr<class ProcessGroup> group;
 };
 
 struct TransformerTrainResult {

@@ -145,6 +145,21 @@ TEST_F(Distributed, TokenizerResumesWithAnotherNumberOfRanks) {
             1e-4);
 }
 
+TEST_F(Distributed, TokenizerPhase2TwoRanksMatchOneRank) {
+  // Phase 2 trains the decoder (with its new attention) and the inherited discriminator.
+  const std::string config = tokenizer_config(2);
+  ASSERT_EQ(seqgan_run("train-tokenizer --config " + quoted(config) + " --out " + quoted(dir + "/p1"), 1, dir + "/p1.log"), 0)
+      << read_all(dir + "/p1.log");
+  const std::string phase2 = "train-tokenizer --phase 2 --set phase2.batch_size=16 --set phase2.iterations=3 --config " +
+                             quoted(config) + " --init " + quoted(dir + "/p1/tokenizer.safetensors") + " --out ";
+  ASSERT_EQ(seqgan_run(phase2 + quoted(dir + "/one"), 1, dir + "/one.log"), 0) << read_all(dir + "/one.log");
+  ASSERT_EQ(seqgan_run(phase2 + quoted(dir + "/two"), 2, dir + "/two.log"), 0) << read_all(dir + "/two.log");
+  const std::string a = dir + "/one/checkpoint.safetensors", b = dir + "/two/checkpoint.safetensors";
+  EXPECT_LT(max_relative_difference(a, b, "decoder."), 1e-4);
+  EXPECT_LT(max_relative_difference(a, b, "disc."), 1e-4);
+  EXPECT_EQ(max_relative_difference(a, b, "encoder."), 0.0);  // frozen
+}
+
 TEST_F(Distributed, ArTransformerTwoRanksMatchOneRankWithTheGlobalBatch) {
   TokenFile f;
   torch::manual_seed(9);

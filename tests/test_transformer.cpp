@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokens.h"
 #include "train/transformer_trainer.h"
+#include "transformer/cpu_decode.h"
 #include "transformer/sampling.h"
 #include "transformer/transformer.h"
 
@@ -176,6 +177,52 @@ TEST(Sampling, CategoricalFrequenciesFollowTheProbabilities) {
   EXPECT_NEAR(freq[0].item<double>(), 0.1, 0.01);
   EXPECT_NEAR(freq[1].item<double>(), 0.6, 0.015);
   EXPECT_NEAR(freq[2].item<double>(), 0.3, 0.015);
+}
+
+TEST(Sampling, FusedCpuDecoderMatchesTheModules) {
+  // CpuArDecoder against start/step of the modules, step by step: a batch of 3 (BLAS sgemm) with
+  // 3 heads of 16, and a batch of 1 (sgemv) at width 256, where the larger products are split
+  // over the threads; weights moved off their initial values so that no bias is zero. Then whole
+  // sampling runs with and without it.
+  auto check = [](int64_t width, int64_t heads, int64_t mlp, int64_t batch) {
+    SCOPED_TRACE("width " + std::to_string(width) + ", batch " + std::to_string(batch));
+    torch::manual_seed(11);
+    TransformerConfig tc = tiny_transformer();
+    tc.width = width;
+    tc.heads = heads;
+    tc.mlp = mlp;
+    tc.layers = 3;
+    Transformer m(tc, tiny_space(), true);
+    torch::NoGradGuard ng;
+    for (auto& p : m->parameters()) p.add_(at::randn_like(p) * 0.05);
+    m->eval();
+    const auto cond = at::arange(batch, at::kLong) % 3;
+    at::Tensor expected;
+    KVCache cache = m->start(cond, &expected);
+    CpuArDecoder fused(*m, batch);
+    auto got = fused.step(m->condition_tokens(cond, batch, torch::kCPU));
+    for (int64_t i = 0; i + 1 < tiny_space().length; ++i) {
+      ASSERT_TRUE(at::allclose(got, expected, 1e-4, 1e-5))
+          << "position " << i << ": max difference " << (got - expected).abs().max().item<double>();
+      const auto next = at::randint(tiny_space().codebook_size, {batch}, at::kLong);
+      expected = m->step(cache, next);
+      got = fused.step(next);
+    }
+    EXPECT_EQ(fused.position(), tiny_space().length);
+    EXPECT_THROW(fused.step(at::zeros({batch}, at::kLong)), Error);  // beyond the last position
+
+    ArSampleOptions o;
+    o.top_p = 0.9;
+    auto g1 = make_generator(3), g2 = make_generator(3);
+    const auto a = sample_ar(*m, cond, batch, o, g1);
+    o.fused_cpu = false;
+    const auto b = sample_ar(*m, cond, batch, o, g2);
+    EXPECT_TRUE(at::equal(a, b));
+  };
+  check(48, 3, 80, 3);
+  check(256, 4, 1024, 1);
+  EXPECT_FALSE(CpuArDecoder::supports(*Transformer(tiny_transformer(), tiny_space(), false)));  // NAR: not causal
+  EXPECT_THROW(CpuArDecoder(*Transformer(tiny_transformer(), tiny_space(), false), 1), Error);
 }
 
 TEST(Sampling, ArWithCacheEqualsRecomputeAndSeedsRepeat) {

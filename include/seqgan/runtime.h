@@ -37,6 +37,14 @@ class BlasThreads {
   int previous_;
 };
 
+// Makes glibc's allocator keep freed memory for reuse: blocks up to 32 MiB come from the heap
+// rather than fresh mmaps, and the heap is not trimmed. Every training step allocates and frees
+// the same activation buffers; by default the large ones go back to the kernel and come back as
+// page faults (11% of a tokenizer step's time on a 2-core CPU), and with this a step runs
+// 1.3x faster. The resident set stays at its peak instead of shrinking between steps. Does
+// nothing when GLIBC_TUNABLES sets malloc tunables. The seqgan command calls it at start.
+void tune_memory_allocator();
+
 // "auto" picks CUDA when this build and machine have it, else CPU. Returns "cpu" or "cuda".
 std::string resolve_device(const std::string& requested);
 

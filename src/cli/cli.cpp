@@ -222,6 +222,7 @@ std::string cli_reference_markdown() {
 
 int run_cli(const std::vector<std::string>& raw_args) {
   using namespace cli;
+  tune_memory_allocator();
   std::vector<std::string> args;
   for (const auto& a : raw_args) {
     if (a == "--quiet") set_log_level(LogLevel::Warn);

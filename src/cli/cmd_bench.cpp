@@ -75,6 +75,8 @@ struct ReferenceCase {
   std::string suffix;  // of the name, after "tokenizer_train" or "transformer_train": "_paper64"
   double rate = 0;  // seqgan's
   std::string file;
+  std::function<double()> retime;  // seqgan's rate measured again (for the second round)
+  double flops_per_unit = 0;       // for the derived GFLOP/s and peak fraction figures
 };
 
 void add_params(safetensors::TensorMap& t, const torch::nn::Module& m) {
@@ -125,6 +127,7 @@ ReferenceCase tokenizer_case(const std::string& name, const Config& c, int64_t b
     rc.file = dir + "/" + name + ".safetensors";
     safetensors::save(rc.file, tensors, case_metadata(name, "tokenizer", c, repeats, min_s));
   }
+  rc.retime = [=] { return tokenizer_case(name, c, batch, repeats, min_s, "").rate; };
   torch::optim::Adam opt(t->parameters(), torch::optim::AdamOptions(1e-4));
   rc.rate = best_rate(
       [&] {
@@ -163,7 +166,9 @@ ReferenceCase transformer_case(const std::string& name, const Config& c, const T
     rc.file = dir + "/" + name + ".safetensors";
     safetensors::save(rc.file, tensors, meta);
   }
+  rc.retime = [=] { return transformer_case(name, c, space, batch, repeats, min_s, "").rate; };
   m->train();
+  const BlasThreads blas(at::get_num_threads());  // as transformer training runs
   torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-4));
   rc.rate = best_rate(
       [&] {
@@ -249,7 +254,7 @@ int run_bench(const Args& args) {
 
   // The machine. BLAS gets every core for the products, as transformer training gives it.
   const int64_t n = 1024;
-  std::optional<BlasThreads> blas_all(std::in_place, at::get_num_threads());
+  std::optional<BlasThreads> blas_all(std::in_place, at::get_num_threads());  // as transformer training
   const auto a = at::rand({n, n}), b = at::rand({n, n});
   const double peak = best_rate([&] { at::mm(a, b); }, 2.0 * n * n * n / 1e9, repeats, min_s);
   figs.push_back({"matmul_peak_f32", "GFLOP/s", "1024x1024 float32 matrix product", peak});
@@ -269,7 +274,8 @@ int run_bench(const Args& args) {
     const TokenSpace space = bench_space(1024, quick ? 64 : 256);
     const int64_t batch = quick ? 1 : 4;
     auto rc = transformer_case("transformer_train", wide, space, batch, repeats, min_s, case_dir);
-    const double gflops = rc.rate * transformer_flops_per_token(wide, space) / 1e9;
+    rc.flops_per_unit = transformer_flops_per_token(wide, space);
+    const double gflops = rc.rate * rc.flops_per_unit / 1e9;
     figs.push_back({"transformer_train", "tokens/s",
                     "paper width 768, " + std::to_string(wide.transformer.layers) + " layers, " +
                         std::to_string(space.length) + " tokens, batch " + std::to_string(batch),
@@ -282,7 +288,8 @@ int run_bench(const Args& args) {
     const int64_t small_batch = quick ? 4 : std::min<int64_t>(config.train_ar.batch_size, 32);
     auto rs = transformer_case("transformer_train_" + preset, config, small, small_batch, repeats, min_s, case_dir);
     rs.suffix = "_" + preset;
-    const double small_gflops = rs.rate * transformer_flops_per_token(config, small) / 1e9;
+    rs.flops_per_unit = transformer_flops_per_token(config, small);
+    const double small_gflops = rs.rate * rs.flops_per_unit / 1e9;
     figs.push_back({rs.name, "tokens/s",
                     "config transformer (width " + std::to_string(config.transformer.width) + "), 256 tokens, batch " +
                         std::to_string(small_batch),
@@ -294,25 +301,42 @@ int run_bench(const Args& args) {
   blas_all.reset();
 
   // AR sampling at batch 1, 256 tokens: with the cache against a full recompute, and against
-  // the floor of streaming every weight once per token.
-  {
-    const TokenSpace space = bench_space(1024, 256);
-    Transformer m(config.transformer, space, true);
+  // the floor of streaming every weight once per token. For the paper-width transformer (its
+  // weights, 64 MB for 2 layers, do not fit in the caches, so the floor is real) and for the
+  // config's own (3.5 MB for fmnist: cache-resident, bound by per-operator cost instead).
+  auto ar_figures = [&](const Config& c, const std::string& suffix, const std::string& what) {
+    const TokenSpace space = bench_space(1024, quick ? 64 : 256);
+    Transformer m(c.transformer, space, true);
     m->eval();
     auto gen = make_generator(0);
     const auto cond = at::zeros({1}, at::kLong);
     ArSampleOptions cached, recompute;
     recompute.use_cache = false;
-    const double with = best_rate([&] { sample_ar(*m, cond, 1, cached, gen); }, 256.0, repeats, min_s);
-    const double without = best_rate([&] { sample_ar(*m, cond, 1, recompute, gen); }, 256.0, 1, min_s);
-    figs.push_back({"ar_sample_b1_cache", "tokens/s", "config transformer, 256 tokens, batch 1", with});
-    figs.push_back({"ar_sample_b1_recompute", "tokens/s", "the same without the key/value cache", without});
-    figs.push_back({"ar_kv_speedup_b1", "", "cache / recompute", with / without, true});
+    const double L = static_cast<double>(space.length);
+    const double with = best_rate([&] { sample_ar(*m, cond, 1, cached, gen); }, L, repeats, min_s);
+    const double without = best_rate([&] { sample_ar(*m, cond, 1, recompute, gen); }, L, 1, min_s);
+    const std::string tokens = std::to_string(space.length) + " tokens, batch 1";
+    figs.push_back({"ar_sample_b1_cache" + suffix, "tokens/s", what + ", " + tokens, with});
+    figs.push_back({"ar_sample_b1_recompute" + suffix, "tokens/s", "the same without the key/value cache", without});
+    figs.push_back({"ar_kv_speedup_b1" + suffix, "", "cache / recompute (goal >= 10)", with / without, true});
+    // Bytes read per token: every weight, but one row of each embedding table.
     double bytes = 0;
-    for (const auto& p : m->parameters()) bytes += static_cast<double>(p.nbytes());
+    for (const auto& p : m->named_parameters())
+      bytes += p.key().find("emb") == std::string::npos
+                   ? static_cast<double>(p.value().nbytes())
+                   : static_cast<double>(p.value().nbytes()) / static_cast<double>(p.value().numel() / c.transformer.width);
     const double floor = bw * 1e9 / bytes;
-    figs.push_back({"ar_decode_floor_b1", "tokens/s", "memory_bandwidth / weight bytes", floor});
-    figs.push_back({"ar_decode_floor_fraction_b1", "", "ar_sample_b1_cache / ar_decode_floor_b1", with / floor, true});
+    figs.push_back({"ar_decode_floor_b1" + suffix, "tokens/s",
+                    "memory_bandwidth / weight bytes (" + std::to_string(static_cast<int64_t>(bytes / 1e6)) + " MB)", floor});
+    figs.push_back({"ar_decode_floor_fraction_b1" + suffix, "", "ar_sample_b1_cache / ar_decode_floor_b1 (goal >= 0.5)",
+                    with / floor, true});
+  };
+  {
+    Config wide = config;
+    wide.transformer = make_preset("paper").transformer;
+    wide.transformer.layers = quick ? 1 : 2;
+    ar_figures(wide, "", "paper width 768, " + std::to_string(wide.transformer.layers) + " layers");
+    ar_figures(config, "_" + preset, "config transformer");
   }
 
   // NAR sampling: 16 images of 256 tokens in sample.steps rounds.
@@ -390,11 +414,29 @@ int run_bench(const Args& args) {
     std::cerr << "bench: data loader skipped: " << e.what() << "\n";
   }
 
-  // The same cases in PyTorch eager mode: speed ratios, and how closely the outputs agree.
+  // The same cases in PyTorch eager mode: speed ratios, and how closely the outputs agree. Two
+  // rounds, seqgan then Python then both again, best of each: a busy minute of a shared machine
+  // then spoils neither side alone.
   if (python) {
-    const auto results = run_reference(cases, args.get("--python"),
-                                       args.get("--reference").empty() ? default_reference_dir() : args.get("--reference"),
-                                       case_dir);
+    const std::string reference = args.get("--reference").empty() ? default_reference_dir() : args.get("--reference");
+    auto results = run_reference(cases, args.get("--python"), reference, case_dir);
+    if (results.is_array() && !quick) {
+      for (auto& c : cases) {
+        const double again = c.retime();
+        c.rate = std::max(c.rate, again);
+        const double gflops = c.rate * c.flops_per_unit / 1e9;
+        for (auto& f : figs) {
+          if (f.name == c.name) f.value = c.rate;
+          if (f.name == c.name + "_gflops") f.value = gflops;
+          if (f.name == c.name + "_peak_fraction") f.value = gflops / peak;
+        }
+      }
+      const auto second = run_reference(cases, args.get("--python"), reference, case_dir);
+      if (second.is_array())
+        for (auto& r : results)
+          for (const auto& r2 : second)
+            if (r2.at("case") == r.at("case")) r["rate"] = std::max(r.at("rate").get<double>(), r2.at("rate").get<double>());
+    }
     if (results.is_array()) {
       for (const auto& r : results) {
         const std::string name = r.at("case");

@@ -1,6 +1,7 @@
 #include "seqgan/runtime.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -33,6 +34,13 @@ int set_blas_threads(int n) {
   const int previous = get_fn();
   if (n != previous) set_fn(std::max(1, n));
   return previous;
+}
+
+void tune_memory_allocator() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::string(tunables).find("glibc.malloc") != std::string::npos) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed threshold on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 int set_threads(int n) {

@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "seqgan/error.h"
+#include "transformer/cpu_decode.h"
 #include "transformer/transformer.h"
 
 namespace seqgan {
@@ -61,13 +63,23 @@ at::Tensor sample_ar(TransformerImpl& model, const at::Tensor& cond, int64_t bat
   auto out = at::zeros({batch, L}, at::TensorOptions(at::kLong).device(device));
   at::Tensor logits;
   KVCache cache;
-  if (o.use_cache) cache = model.start(c, &logits);
+  std::unique_ptr<CpuArDecoder> fused;
+  if (o.use_cache && o.fused_cpu && CpuArDecoder::supports(model)) {
+    fused = std::make_unique<CpuArDecoder>(model, batch);
+    logits = fused->step(model.condition_tokens(c, batch, device));
+  } else if (o.use_cache) {
+    cache = model.start(c, &logits);
+  }
   for (int64_t i = 0; i < L; ++i) {
     if (!o.use_cache) logits = model.forward(c, out.narrow(1, 0, i)).select(1, i);
     const auto probs = at::softmax(filter_logits(logits, o.temperature, o.top_k, o.top_p), -1);
     const auto next = sample_categorical(probs, uniform_like(gen, {batch}, probs.options()));
     out.select(1, i).copy_(next);
-    if (o.use_cache && i + 1 < L) logits = model.step(cache, next);
+    if (i + 1 < L && fused) {
+      logits = fused->step(next);
+    } else if (i + 1 < L && o.use_cache) {
+      logits = model.step(cache, next);
+    }
   }
   return out;
 }

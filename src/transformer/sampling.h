@@ -35,6 +35,9 @@ struct ArSampleOptions {
   int64_t top_k = 0;
   double top_p = 1.0;
   bool use_cache = true;  // false: recompute the whole prefix at every step (reference, benchmark)
+  // With the cache, on a CPU with float32 weights: decode with CpuArDecoder (fused steps, see
+  // transformer/cpu_decode.h) rather than through the modules. The same results to float rounding.
+  bool fused_cpu = true;
 };
 // cond [B] class ids (ignored when unconditional); returns codes [B, L] int64.
 at::Tensor sample_ar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const ArSampleOptions& options,

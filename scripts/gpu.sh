@@ -26,7 +26,12 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" -DCMAKE_INCLUDE_PATH="$deps/usr/include" \
   -DSEQGAN_BUILD_TESTS=ON -DSEQGAN_BUILD_BENCH=ON 2>&1 | tail -n 20 | tee "$out/configure.txt"
-cmake --build "$build" -j "$(nproc)" 2>&1 | tail -n 40 | tee "$out/build.txt"
+# The command and the tests first; the benchmarks separately, so that a benchmark that does not
+# build on this libtorch cannot keep the tests from running.
+cmake --build "$build" -j "$(nproc)" --target seqgan seqgan_tests 2>&1 | tail -n 40 | tee "$out/build.txt"
+bench_ok=1
+cmake --build "$build" -j "$(nproc)" --target seqgan_bench > "$out/build_bench.txt" 2>&1 || bench_ok=0
+[ "$bench_ok" = 1 ] || { echo "gpu.sh: the benchmarks did not build (see build_bench.txt)"; tail -n 30 "$out/build_bench.txt"; }
 
 # Tests that need neither Fashion-MNIST nor the Debian python3-torchvision reference.
 tests_rc=0
@@ -34,11 +39,17 @@ filter=${SEQGAN_GPU_TESTS:-'Cuda*:InceptionScore*:FrechetDistance.ClosedForm*:Tr
 "$build/tests/seqgan_tests" --gtest_filter="$filter" > "$out/tests.txt" 2>&1 || tests_rc=$?
 grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|^\[  (PASSED|FAILED|SKIPPED)  \]" "$out/tests.txt" | tee "$out/test_summary.txt"
 
+if [ "$bench_ok" = 1 ]; then
+# The bf16 matrix-product peak; the 172M (and 305M) transformer's training step under bf16
+# autocast with its fraction of that peak; 64 images by NAR (12 steps) and AR (256 tokens);
+# peak GPU memory of each.
+"$build/bench/seqgan_bench" --benchmark_filter='BM_MatmulPeak_bf16_cuda|BM_TransformerTrainStep_paper_cuda|BM_NarSample64_paper_cuda|BM_ArSample64_paper_cuda' 2>&1 | tee "$out/bench_transformer_gpu.txt"
 # AR sampling with and without the key/value cache on the paper's 172M model; FID features.
-SEQGAN_BENCH_TRANSFORMER=paper "$build/bench/seqgan_bench" --benchmark_filter='BM_ArSample' 2>&1 | tee "$out/bench_ar.txt"
+SEQGAN_BENCH_TRANSFORMER=paper "$build/bench/seqgan_bench" --benchmark_filter='^BM_ArSample/' 2>&1 | tee "$out/bench_ar.txt"
 "$build/bench/seqgan_bench" --benchmark_filter='BM_InceptionFeatures' 2>&1 | tee "$out/bench_eval.txt"
 # A whole phase-1 training step of the paper's tokenizer at 256x256 (bf16 autocast).
 "$build/bench/seqgan_bench" --benchmark_filter='BM_TokenizerPhase1Step' 2>&1 | tee "$out/bench_tokenizer.txt"
+fi
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader | tee -a "$out/versions.txt" || true
 
 # The benchmarks run even when a test failed; the exit status still says so.

@@ -1,6 +1,8 @@
 #include "train/distributed.h"
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/cuda.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -116,6 +118,16 @@ ProcessGroup::ProcessGroup(const DistributedEnv& env, const c10::Device& device,
   m.world = env.world_size;
   m.device = device;
   m.backend = device.is_cuda() ? "nccl" : "gloo";
+  if (device.is_cuda()) {
+    // One GPU per rank: LOCAL_RANK picks it, and becomes the current device, which every later
+    // "cuda" tensor and NCCL use.
+    const int count = static_cast<int>(torch::cuda::device_count());
+    SEQGAN_CHECK_HINT(env.local_rank < count, "start at most one rank per GPU (launch.sh --nproc <= GPUs)", "rank ",
+                      env.rank, ": LOCAL_RANK is ", env.local_rank, " but this machine has ", count, " GPU(s)");
+    c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
+        ->setDevice(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(env.local_rank)));
+    m.device = c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  }
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(env.master_port);

@@ -18,6 +18,9 @@
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
+#if defined(SEQGAN_WITH_NCCL) && !__has_include(<nccl.h>)
+#undef SEQGAN_WITH_NCCL  // CMake found the headers, this compiler does not: build without NCCL
+#endif
 #ifdef SEQGAN_WITH_NCCL
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL

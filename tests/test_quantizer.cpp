@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "tokenizer/quantizer.h"
 
 using namespace seqgan;
@@ -134,4 +136,65 @@ TEST(Quantizer, InitialCodesSpanTheConfiguredRange) {
   Quantizer wide(64, 8, q);
   EXPECT_LE(wide->embedding.abs().max().item<double>(), 0.5);
   EXPECT_GT(wide->embedding.abs().max().item<double>(), 0.25);
+}
+
+TEST(Quantizer, FactorizedLooksUpUnitVectorsByCosineAndMapsBack) {
+  torch::manual_seed(7);
+  QuantizerConfig c = qconfig(0.0);
+  c.kind = "factorized";
+  c.factor_dim = 3;
+  Quantizer q(32, 8, c);
+  EXPECT_EQ(q->embedding.sizes(), (std::vector<int64_t>{32, 3}));
+  const auto z = torch::randn({2, 8, 3, 3}, torch::requires_grad());
+  const auto out = q->forward(z);
+  // Nearest by cosine similarity between the projected output and the codes, brute force.
+  const auto flat = z.detach().permute({0, 2, 3, 1}).reshape({-1, 8});
+  const auto low = q->in_proj->forward(flat).detach();
+  const auto codes = q->embedding.detach();
+  for (int64_t i = 0; i < flat.size(0); ++i) {
+    const auto cos = (codes * low[i]).sum(1) / (codes.norm(2, 1) * low[i].norm());
+    EXPECT_EQ(out.indices.view({-1})[i].item<int64_t>(), cos.argmax().item<int64_t>());
+  }
+  // The output is the chosen unit code mapped back to the code dimension; lookup agrees.
+  const auto idx = out.indices.view({-1});
+  const auto unit = codes.index_select(0, idx) / codes.index_select(0, idx).norm(2, 1, true);
+  const auto up = q->out_proj->forward(unit).detach().view({2, 3, 3, 8}).permute({0, 3, 1, 2});
+  EXPECT_TRUE(torch::allclose(out.z_q.detach(), up, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(q->lookup(out.indices).detach(), up, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(q->nearest(z.detach()), out.indices));
+  // Losses live in the normalised lookup space: both are mean squared distances of unit vectors.
+  const auto low_unit = low / low.norm(2, 1, true);
+  const double mse = (unit - low_unit).pow(2).mean().item<double>();
+  EXPECT_NEAR(out.codebook_loss.item<double>(), mse, 1e-6);
+  EXPECT_NEAR(out.commit_loss.item<double>(), 0.25 * mse, 1e-6);
+  // Gradients reach the encoder output (straight-through, through both projections) and the maps.
+  out.z_q.sum().backward();
+  EXPECT_GT(z.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_GT(q->in_proj->weight.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_GT(q->out_proj->weight.grad().abs().sum().item<double>(), 0.0);
+}
+
+TEST(Quantizer, KMeansReestimationMovesCodesOntoClusterMeans) {
+  torch::manual_seed(8);
+  Quantizer q(4, 2, qconfig(0.0));
+  // Points in three tight clusters; one of the four codes starts far from all of them.
+  const auto centres = torch::tensor({{5.0f, 5.0f}, {-5.0f, 5.0f}, {0.0f, -5.0f}});
+  const auto points = centres.repeat_interleave(50, 0) + 0.01 * torch::randn({150, 2});
+  {
+    torch::NoGradGuard g;
+    q->embedding.copy_(torch::tensor({{4.0f, 4.0f}, {-4.0f, 4.0f}, {0.0f, -4.0f}, {100.0f, 100.0f}}));
+  }
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  const int64_t moved = q->reestimate(points, 5, gen);
+  EXPECT_EQ(moved, 1);  // the far code attracted nothing
+  const auto e = q->embedding.detach();
+  for (int k = 0; k < 3; ++k) {
+    const auto mean = points.slice(0, 50 * k, 50 * (k + 1)).mean(0);
+    EXPECT_TRUE(torch::allclose(e[k], mean, 1e-5, 1e-5)) << k;
+  }
+  // The moved code now sits on one of the points.
+  EXPECT_LT((points - e[3]).pow(2).sum(1).min().item<double>(), 1e-10);
+  // Every point's nearest code is its own cluster's (or the moved code, inside a cluster).
+  const auto idx = q->nearest(points.t().reshape({1, 2, 150, 1}).contiguous()).view({-1});
+  EXPECT_EQ(idx.slice(0, 100, 150).eq(2).sum().item<int64_t>() + idx.slice(0, 100, 150).eq(3).sum().item<int64_t>(), 50);
 }

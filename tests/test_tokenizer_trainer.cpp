@@ -113,3 +113,27 @@ TEST_F(TokenizerTrainer, ResumeWithoutCheckpointIsAnError) {
     EXPECT_NE(std::string(e.what()).find("nothing to resume"), std::string::npos) << e.what();
   }
 }
+
+// The Table 5 quantisers: factorised L2-normalised codes with the k-means re-estimation on top
+// train, resume exactly (the re-estimation draws from a generator of the step), and load back.
+TEST_F(TokenizerTrainer, FactorizedCodesWithKMeansResumeExactlyAndLoad) {
+  config.quantizer.kind = "factorized";
+  config.quantizer.factor_dim = 4;
+  config.quantizer.kmeans_every = 2;
+  config.quantizer.kmeans_iters = 3;
+  const auto full = run("full");
+  EXPECT_EQ(full.step, 6);
+  run("split", 1, false, 3);  // stops between two re-estimations
+  run("split", 1, true);
+  const auto a = losses(dir + "/full", "tokenizer_phase1"), b = losses(dir + "/split", "tokenizer_phase1");
+  ASSERT_EQ(a.size(), 6u);
+  for (const auto& [step, loss] : a) EXPECT_EQ(b.at(step), loss) << "step " << step;
+  EXPECT_TRUE(same_weights(dir + "/full/tokenizer.safetensors", dir + "/split/tokenizer.safetensors"));
+  auto loaded = load_tokenizer(dir + "/full/tokenizer.safetensors", torch::kCPU);
+  EXPECT_EQ(loaded.config.quantizer.kind, "factorized");
+  EXPECT_EQ(loaded.model->quantizer->embedding.size(1), 4);
+  const auto x = torch::rand({2, config.data.channels, config.data.resolution, config.data.resolution}) * 2 - 1;
+  torch::NoGradGuard ng;
+  const auto idx = loaded.model->encode_indices(x);
+  EXPECT_EQ(loaded.model->decode_indices(idx).sizes(), x.sizes());
+}

@@ -49,6 +49,18 @@ struct QuantizerConfig {
   int entropy_sign = -1;          // loss += sign * gamma * H(mean soft usage)
   double per_sample_entropy_gamma = 0.0;  // optional MaskGIT-style term: + gamma * mean_i H(P_i)
   double init_range = 0.0;        // codes start uniform in [-r, r]; 0: r = 1/K (VQGAN's choice)
+  // "nearest": the plain codebook of SPEC section 3. "factorized": ViT-VQGAN's factorised,
+  // L2-normalised codes: a linear map down to factor_dim, lookup of unit vectors by cosine
+  // similarity, a linear map back up to code_dim (paper Table 5, "F&N").
+  std::string kind = "nearest";
+  int factor_dim = 32;
+  // Periodic k-means re-estimation of the codebook (paper Table 5, "K-means"): every
+  // kmeans_every phase-1 steps (0: never) until step kmeans_until (0: to the end), kmeans_iters
+  // Lloyd iterations on the batch's encoder outputs, starting from the current codes; a code
+  // that attracts no output is moved onto a random one.
+  int kmeans_every = 0;
+  int kmeans_until = 0;
+  int kmeans_iters = 10;
 };
 
 // Semantic-enhanced perceptual loss (paper Eq. 3).

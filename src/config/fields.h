@@ -78,6 +78,11 @@ void visit_fields(C& c, V&& v) {
   v("quantizer.entropy_sign", q.entropy_sign, "sign of the entropy term in the loss (-1 raises usage)", one_of({"-1", "1"}));
   v("quantizer.per_sample_entropy_gamma", q.per_sample_entropy_gamma, "weight of the mean per-position entropy (sharpens assignments)", range(0, 100));
   v("quantizer.init_range", q.init_range, "codes start uniform in [-r, r] (0: r = 1/K)", range(0, 1e3));
+  v("quantizer.kind", q.kind, "nearest code, or factorised L2-normalised codes (ViT-VQGAN)", one_of({"nearest", "factorized"}));
+  v("quantizer.factor_dim", q.factor_dim, "factorized: dimension of the lookup space", range(1, 65536));
+  v("quantizer.kmeans_every", q.kmeans_every, "re-estimate the codes by k-means every N phase-1 steps (0: never)", nonneg);
+  v("quantizer.kmeans_until", q.kmeans_until, "last step of the k-means re-estimation (0: the end)", nonneg);
+  v("quantizer.kmeans_iters", q.kmeans_iters, "Lloyd iterations per re-estimation", range(1, 1000));
 
   auto& p = c.perceptual;
   v("perceptual.network", p.network, "loss network: torchvision VGG16 or a classifier from train-classifier", one_of({"vgg16", "classifier"}));

@@ -42,42 +42,71 @@ QuantizerImpl::QuantizerImpl(int64_t codebook_size, int64_t code_dim, const Quan
     : config_(config) {
   SEQGAN_CHECK(codebook_size >= 2 && code_dim >= 1, "codebook must be at least 2 x 1, got ", codebook_size, " x ",
                code_dim);
+  SEQGAN_CHECK_HINT(config.kind == "nearest" || config.kind == "factorized", "set quantizer.kind to nearest or factorized",
+                    "unknown quantizer.kind '", config.kind, "'");
+  int64_t lookup_dim = code_dim;
+  if (config.kind == "factorized") {
+    SEQGAN_CHECK_HINT(config.factor_dim >= 1, "set quantizer.factor_dim to a positive dimension",
+                      "quantizer.factor_dim is ", config.factor_dim);
+    lookup_dim = config.factor_dim;
+    in_proj = register_module("in_proj", torch::nn::Linear(code_dim, lookup_dim));
+    out_proj = register_module("out_proj", torch::nn::Linear(lookup_dim, code_dim));
+  }
   const double r = config.init_range > 0 ? config.init_range : 1.0 / static_cast<double>(codebook_size);
-  embedding = register_parameter("embedding", torch::empty({codebook_size, code_dim}).uniform_(-r, r));
+  embedding = register_parameter("embedding", torch::empty({codebook_size, lookup_dim}).uniform_(-r, r));
+}
+
+at::Tensor QuantizerImpl::to_lookup_space(const at::Tensor& z) {
+  if (!factorized()) return z;
+  return torch::nn::functional::normalize(in_proj->forward(z), torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+at::Tensor QuantizerImpl::codes() const {
+  if (!factorized()) return embedding;
+  return torch::nn::functional::normalize(embedding, torch::nn::functional::NormalizeFuncOptions().dim(1));
 }
 
 at::Tensor QuantizerImpl::nearest(const at::Tensor& z_e) {
   torch::NoGradGuard no_grad;
   const int64_t B = z_e.size(0), D = z_e.size(1), h = z_e.size(2), w = z_e.size(3);
-  SEQGAN_CHECK(D == embedding.size(1), "encoder output has ", D, " channels, the codebook ", embedding.size(1));
+  const int64_t expected = factorized() ? in_proj->weight.size(1) : embedding.size(1);
+  SEQGAN_CHECK(D == expected, "encoder output has ", D, " channels, the quantizer expects ", expected);
   const auto z = z_e.permute({0, 2, 3, 1}).reshape({-1, D}).to(embedding.scalar_type());  // [N, D]
-  return squared_distances(z, embedding).argmin(1).view({B, h, w});
+  return squared_distances(to_lookup_space(z), codes()).argmin(1).view({B, h, w});
 }
 
 at::Tensor QuantizerImpl::lookup(const at::Tensor& indices) {
-  // [B, h, w] -> [B, h, w, D] -> [B, D, h, w]
-  return at::embedding(embedding, indices).permute({0, 3, 1, 2}).contiguous();
+  at::Tensor e = at::embedding(codes(), indices);  // [B, h, w, d]
+  if (factorized()) e = out_proj->forward(e);      // [B, h, w, D]
+  return e.permute({0, 3, 1, 2}).contiguous();
 }
 
 QuantizerOutput QuantizerImpl::forward(const at::Tensor& z_e_in) {
   const int64_t B = z_e_in.size(0), D = z_e_in.size(1), h = z_e_in.size(2), w = z_e_in.size(3);
-  SEQGAN_CHECK(D == embedding.size(1), "encoder output has ", D, " channels, the codebook ", embedding.size(1));
+  const int64_t expected = factorized() ? in_proj->weight.size(1) : embedding.size(1);
+  SEQGAN_CHECK(D == expected, "encoder output has ", D, " channels, the quantizer expects ", expected);
   // The regulariser and the distances are kept in float32 even under autocast.
   const auto z_e = z_e_in.to(at::kFloat);
-  const auto z = z_e.permute({0, 2, 3, 1}).reshape({-1, D});  // [N, D]
+  const auto z = to_lookup_space(z_e.permute({0, 2, 3, 1}).reshape({-1, D}));  // [N, d]
+  const auto e = codes();                                                      // [K, d]
   QuantizerOutput out;
   const bool need_soft = regularize && (config_.entropy_gamma > 0 || config_.per_sample_entropy_gamma > 0);
   at::Tensor d;
   if (need_soft) {
-    d = squared_distances(z, embedding);  // differentiable: the regulariser moves codes and encoder
-    out.indices = d.detach().argmin(1).view({B, h, w});
+    d = squared_distances(z, e);  // differentiable: the regulariser moves codes and encoder
   } else {
-    out.indices = nearest(z_e);
+    torch::NoGradGuard no_grad;
+    d = squared_distances(z, e);
   }
-  const auto z_q = lookup(out.indices);                                  // [B, D, h, w]
-  out.codebook_loss = at::mse_loss(z_q, z_e.detach());
-  out.commit_loss = config_.beta * at::mse_loss(z_e, z_q.detach());
-  out.z_q = (z_e + (z_q - z_e).detach()).to(z_e_in.scalar_type());       // straight-through
+  const auto flat_indices = d.detach().argmin(1);
+  out.indices = flat_indices.view({B, h, w});
+  const auto z_q = at::embedding(e, flat_indices);  // [N, d]
+  out.codebook_loss = at::mse_loss(z_q, z.detach());
+  out.commit_loss = config_.beta * at::mse_loss(z, z_q.detach());
+  at::Tensor st = z + (z_q - z).detach();  // straight-through
+  if (factorized()) st = out_proj->forward(st);
+  out.z_q = st.view({B, h, w, D}).permute({0, 3, 1, 2}).contiguous().to(z_e_in.scalar_type());
+  out.lookup_space = z.detach();
   out.entropy_loss = at::zeros({}, z_e.options());
   if (need_soft) {
     const auto [h_mean, mean_h] = usage_entropies(d, config_.entropy_tau, all_reduce_sum);
@@ -86,14 +115,42 @@ QuantizerOutput QuantizerImpl::forward(const at::Tensor& z_e_in) {
     out.soft_usage_entropy = h_mean.item<double>();
   } else {
     torch::NoGradGuard no_grad;
-    out.soft_usage_entropy =
-        usage_entropies(squared_distances(z, embedding), config_.entropy_tau, all_reduce_sum).first.item<double>();
+    out.soft_usage_entropy = usage_entropies(d, config_.entropy_tau, all_reduce_sum).first.item<double>();
   }
   const auto hist = code_histogram(out.indices, embedding.size(0)).to(at::kDouble);
   const auto prob = hist / hist.sum();
   out.perplexity = std::exp(-(prob * at::log(prob.clamp_min(1e-12))).sum().item<double>());
   out.codes_used = (hist > 0).sum().item<int64_t>();
   return out;
+}
+
+int64_t QuantizerImpl::reestimate(const at::Tensor& points_in, int iterations, at::Generator generator) {
+  torch::NoGradGuard no_grad;
+  SEQGAN_CHECK(points_in.dim() == 2 && points_in.size(1) == embedding.size(1), "k-means points must be [N, ",
+               embedding.size(1), "], got ", points_in.sizes());
+  const auto points = points_in.to(embedding.device(), at::kFloat);
+  const int64_t K = embedding.size(0), N = points.size(0);
+  at::Tensor centres = codes().to(at::kFloat).clone();
+  at::Tensor empty_mask;
+  for (int it = 0; it < iterations; ++it) {
+    const auto assign = squared_distances(points, centres).argmin(1);  // [N]
+    const auto counts = at::bincount(assign, {}, K).to(at::kFloat);    // [K]
+    const auto sums = at::zeros_like(centres).index_add_(0, assign, points);
+    empty_mask = counts == 0;
+    const auto means = sums / counts.clamp_min(1).unsqueeze(1);
+    centres = at::where(empty_mask.unsqueeze(1), centres, means);
+    if (factorized())
+      centres = torch::nn::functional::normalize(centres, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  }
+  // Codes that no point chose in the last iteration move onto random points.
+  const auto empty = empty_mask.defined() ? empty_mask.nonzero().view({-1}) : at::empty({0}, at::kLong);
+  const int64_t moved = empty.numel();
+  if (moved > 0 && N > 0) {
+    const auto pick = at::randint(N, {moved}, generator, at::TensorOptions().dtype(at::kLong)).to(points.device());
+    centres.index_copy_(0, empty, points.index_select(0, pick));
+  }
+  embedding.copy_(centres.to(embedding.scalar_type()));
+  return moved;
 }
 
 }  // namespace seqgan

@@ -1,9 +1,12 @@
 // Nearest-code vector quantiser with straight-through gradients and the entropy regulariser of
-// SPEC section 3.
+// SPEC section 3; optionally ViT-VQGAN's factorised, L2-normalised codes, and k-means
+// re-estimation of the codebook (paper Table 5).
 #pragma once
 
 #include <functional>
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 
 #include "seqgan/config.h"
 
@@ -15,6 +18,7 @@ struct QuantizerOutput {
   at::Tensor codebook_loss;  // mean (sg[z_e] - z_q)^2
   at::Tensor commit_loss;    // beta * mean (z_e - sg[z_q])^2
   at::Tensor entropy_loss;   // sign * gamma * H(mean soft usage) + per-sample term (0 if disabled)
+  at::Tensor lookup_space;   // [N, d] the encoder outputs where codes are looked up (detached; for k-means)
   // Statistics of this batch (detached scalars).
   double perplexity = 0;          // exp(entropy of the hard code histogram)
   double soft_usage_entropy = 0;  // H(mean soft usage), nats
@@ -28,15 +32,27 @@ class QuantizerImpl : public torch::nn::Module {
   at::Tensor nearest(const at::Tensor& z_e);       // [B, D, h, w] -> [B, h, w] (no gradients)
   at::Tensor lookup(const at::Tensor& indices);    // [B, h, w] -> [B, D, h, w]
 
+  // Lloyd iterations of k-means on `points` [N, d] (lookup space, e.g. QuantizerOutput::lookup_space),
+  // starting from the current codes; a code that attracts no point is moved onto a random point
+  // drawn with `generator`. Writes the codebook in place (no gradients); returns how many codes
+  // were moved so.
+  int64_t reestimate(const at::Tensor& points, int iterations, at::Generator generator);
+
   // Sums over all ranks, for the regulariser's mean usage across the global batch (data-parallel
   // training); identity by default. Must be differentiable.
   std::function<at::Tensor(const at::Tensor&)> all_reduce_sum;
   // Adds the regulariser terms (needs the soft assignment; off when nothing trainable feeds it).
   bool regularize = true;
 
-  at::Tensor embedding;  // [K, D]
+  at::Tensor embedding;  // [K, D], factorized: [K, factor_dim]
+  // factorized only: code_dim -> factor_dim before the lookup, factor_dim -> code_dim after.
+  torch::nn::Linear in_proj{nullptr}, out_proj{nullptr};
 
  private:
+  bool factorized() const { return !in_proj.is_empty(); }
+  at::Tensor to_lookup_space(const at::Tensor& z);  // [N, D] -> [N, d] (L2-normalised if factorized)
+  at::Tensor codes() const;                               // [K, d] the codes as looked up
+
   QuantizerConfig config_;
 };
 TORCH_MODULE(Quantizer);

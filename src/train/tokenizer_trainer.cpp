@@ -1,5 +1,6 @@
 #include "train/tokenizer_trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -315,6 +316,16 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     loss.backward();
     if (group) group->average_gradients(opt_g.params());
     opt_g.step();
+    const auto& qc = config.quantizer;
+    if (!phase2 && qc.kmeans_every > 0 && (st.step + 1) % qc.kmeans_every == 0 &&
+        (qc.kmeans_until == 0 || st.step + 1 <= qc.kmeans_until)) {
+      // Re-estimated from this batch's encoder outputs with a generator of the step alone, so a
+      // resumed run repeats it exactly; ranks take rank 0's codes.
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(config.seed) * 1000003 + st.step);
+      const int64_t moved = model->quantizer->reestimate(q.lookup_space, qc.kmeans_iters, gen);
+      if (group) group->broadcast({model->quantizer->embedding});
+      window["kmeans_moved"] += static_cast<double>(moved);
+    }
 
     // Discriminator step, with the lazy R1 penalty every r1_interval of its steps.
     double d_loss_value = 0, r1_value = 0;

@@ -78,6 +78,7 @@ Command evaluate_command();
 Command fid_stats_command();
 Command demo_command();
 Command report_command();
+Command experiment_command();
 Command bench_command();
 
 }  // namespace seqgan::cli

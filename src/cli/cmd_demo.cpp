@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
-#include "cli/signals.h"
+#include "cli/stages.h"
 #include "eval/evaluate.h"
 #include "report/demo_report.h"
 #include "seqgan/error.h"
@@ -32,87 +32,14 @@ const std::vector<std::string> kBudget{
     "train_ar.iterations=400",         "train_ar.decay_start=200",    "train_nar.iterations=400",
     "train_nar.decay_start=200"};
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : " ") + (x.find(' ') == std::string::npos ? x : "'" + x + "'");
-  return s;
-}
-
-std::string now_text() {
-  const std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
-  return buf;
-}
-
-class Demo {
- public:
-  Demo(std::string dir, std::vector<std::string> common) : dir_(std::move(dir)), common_(std::move(common)) {
-    fs::create_directories(dir_);
-    state_ = fs::exists(path()) ? json::parse(read_text(path())) : json::object();
-    if (!state_.contains("stages")) state_["stages"] = json::array();
-    stop_ = install_stop_handlers();
-  }
-
-  std::string path() const { return dir_ + "/demo.json"; }
-  std::string d(const std::string& rel) const { return dir_ + "/" + rel; }
-  bool done(const std::string& name) const {
-    for (const auto& s : state_["stages"])
-      if (s["name"] == name) return true;
-    return false;
-  }
-
-  // Runs the commands of a stage unless it finished before. A command that fails, or a stop
-  // request (Ctrl-C: the training loop wrote its checkpoint), ends the demo.
-  // `described`: the commands shown for a stage that runs in-process (the evaluation).
-  void stage(const std::string& name, const std::vector<std::vector<std::string>>& commands,
-             const std::vector<std::string>& described = {}) {
-    if (done(name)) {
-      std::cout << "demo: " << name << " finished before, skipped\n";
-      return;
-    }
-    std::cout << "demo: " << name << "\n" << std::flush;
-    const auto start = std::chrono::steady_clock::now();
-    json lines = json::array();
-    for (const auto& d : described) lines.push_back(d);
-    for (auto args : commands) {
-      if (described.empty()) lines.push_back("seqgan " + join(args));
-      if (args.front() != "evaluate-demo") args.insert(args.end(), common_.begin(), common_.end());
-      const int code = args.front() == "evaluate-demo" ? (evaluate(), 0) : run_cli(args);
-      if (stop_()) throw Interrupted();
-      SEQGAN_CHECK_HINT(code == 0, "fix the problem above and run the demo again: finished stages are skipped",
-                        "demo stage '", name, "' failed: seqgan ", join(args));
-    }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    state_["stages"].push_back({{"name", name}, {"seconds", secs}, {"commands", lines}});
-    save();
-  }
-
-  // Training stages resume from the checkpoint an interrupted run left.
-  std::vector<std::string> resumable(std::vector<std::string> args, const std::string& run) const {
-    if (fs::exists(run + "/checkpoint.safetensors")) args.push_back("--resume");
-    return args;
-  }
-
-  void save() { write_text_atomic(path(), state_.dump(2)); }
-  json& state() { return state_; }
-
-  struct Interrupted {};
-
- private:
-  void evaluate();
-
-  std::string dir_;
-  std::vector<std::string> common_;
-  json state_;
-  StopFlag stop_;
-};
-
-void Demo::evaluate() {
+// The demo's evaluation, run in-process: rFID/PSNR/usage of both tokenizer phases, FID and IS of
+// the AR and NAR samples, and the real-data floor, into DIR/metrics.json.
+void evaluate_demo(const std::string& dir, const std::vector<std::string>& common) {
+  const auto d = [&](const std::string& rel) { return dir + "/" + rel; };
   // The config every command ran with, for the data set and the evaluation network.
   Command c;
   c.config_options("fmnist");
-  const Config config = load_config(c.parse({common_.begin(), common_.end()}));
+  const Config config = load_config(c.parse(common));
   const auto device = to_device(resolve_device(config.device));
   EvalNetwork net(config.eval, device);
   const int64_t batch = config.eval.batch_size;
@@ -164,9 +91,9 @@ int run_demo(const Args& args) {
   for (const auto& s : kBudget) common.insert(common.end(), {"--set", s});
   for (const auto& s : args.all("--set")) common.insert(common.end(), {"--set", s});
   set_threads(static_cast<int>(args.get_int("--threads")));
-  Demo demo(dir, common);
+  StageRunner demo(dir + "/demo.json", common, "demo");
   auto& st = demo.state();
-  st["common_arguments"] = join(common);
+  st["common_arguments"] = join_args(common);
   if (!st.contains("started")) st["started"] = now_text();
   st["machine"] = machine_summary();
   st["dataset"] = "Fashion-MNIST";
@@ -175,7 +102,7 @@ int run_demo(const Args& args) {
   for (const auto& s : args.all("--set")) settings += " " + s;
   st["settings"] = settings;
   demo.save();
-  const auto t = [&](const std::string& rel) { return demo.d(rel); };
+  const auto t = [&](const std::string& rel) { return dir + "/" + rel; };
   const std::string per_class = args.get("--samples-per-class");
   try {
     demo.stage("classifier (loss network)",
@@ -208,7 +135,7 @@ int run_demo(const Args& args) {
                 {"reconstruct", "--tokenizer", t("tokenizer-phase1/tokenizer.safetensors"), "--tokenizer", tok, "--show",
                  "8", "--out", t("reconstructions.png")}});
     const std::string stats = t("test-stats.safetensors");
-    demo.stage("evaluation", {{"evaluate-demo"}},
+    demo.stage("evaluation", {},
                {"seqgan evaluate rfid --tokenizer " + t("tokenizer-phase1/tokenizer.safetensors"),
                 "seqgan evaluate rfid --tokenizer " + tok, "seqgan fid-stats data:test --count -1 --out " + stats,
                 "seqgan evaluate fid --ref " + stats + " --gen " + t("samples-ar/images") + " --count -1",
@@ -216,8 +143,9 @@ int run_demo(const Args& args) {
                 "seqgan evaluate fid --ref " + stats + " --gen " + t("samples-nar/images") + " --count -1",
                 "seqgan evaluate is --gen " + t("samples-nar/images") + " --count -1",
                 "seqgan evaluate fid --ref " + stats + " --gen data:train --count 10000",
-                "seqgan evaluate is --gen data:test --count -1"});
-  } catch (const Demo::Interrupted&) {
+                "seqgan evaluate is --gen data:test --count -1"},
+               [&] { evaluate_demo(dir, common); });
+  } catch (const StageRunner::Interrupted&) {
     std::cout << "demo: interrupted; run `seqgan demo --out " << dir << "` again to resume\n";
     return 130;
   }

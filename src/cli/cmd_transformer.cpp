@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/cli.h"
@@ -223,6 +224,11 @@ int run_visualize(const Args& args) {
   progress.finish();
   const std::string out = args.get("--out");
   fig.write_png(out);
+  if (args.has("--json")) {
+    const nlohmann::json j{{"top1_accuracy", correct / total}, {"tokens", static_cast<int64_t>(total)},
+                           {"images", count}, {"split", args.get("--split")}, {"figure", out}};
+    write_text_atomic(args.get("--json"), j.dump(2) + "\n");
+  }
   std::cout << std::fixed << std::setprecision(2) << "AR teacher-forced top-1 accuracy " << 100 * correct / total << "% over "
             << static_cast<int64_t>(total) << " tokens of " << count << " " << args.get("--split")
             << " images; figure (input | reconstruction | AR prediction, row caption = that image's top-1): " << out << "\n";
@@ -280,6 +286,7 @@ Command visualize_command() {
   c.option("--count", "N", "1000", "images to measure the accuracy on (-1: the whole split)");
   c.option("--show", "N", "8", "images in the figure (a row each)");
   c.option("--out", "FILE", "visualization.png", "figure PNG");
+  c.option("--json", "FILE", "", "also write the accuracy as JSON to FILE");
   c.run = run_visualize;
   return c;
 }

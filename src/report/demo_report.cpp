@@ -14,50 +14,19 @@ namespace {
 
 using nlohmann::json;
 
-json read_json(const std::string& path) {
-  if (!file_exists(path)) return json::object();
-  try {
-    return json::parse(read_text(path));
-  } catch (const json::exception&) {
-    return json::object();
-  }
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(digits) << v;
-  return os.str();
-}
-
-std::string duration(double seconds) {
-  const int s = static_cast<int>(std::lround(seconds));
-  std::ostringstream os;
-  if (s >= 60) os << s / 60 << " min " << std::setw(2) << std::setfill('0') << s % 60 << " s";
-  else os << s << " s";
-  return os.str();
-}
-
 std::string cell(const json& j, const char* key, int digits, const std::string& suffix = "") {
   return j.contains(key) && j[key].is_number() ? fixed(j[key].get<double>(), digits) + suffix : "&ndash;";
 }
 
-const char* kStyle = R"(
-body{font-family:sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.fig{margin:8px 0}.fig img{image-rendering:pixelated;border:1px solid #ddd}
-.note{color:#555;font-size:.92em}.missing{color:#b00;font-weight:bold}code{background:#f4f4f4;padding:1px 3px}
-)";
 
 }  // namespace
 
 std::string write_demo_report(const std::string& dir) {
-  const json demo = read_json(dir + "/demo.json");
-  const json metrics = read_json(dir + "/metrics.json");
+  const json demo = read_json_file(dir + "/demo.json");
+  const json metrics = read_json_file(dir + "/metrics.json");
   const std::string network = metrics.value("feature_network", std::string("(not evaluated)"));
   std::ostringstream h;
-  h << "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seqgan demo report</title><style>" << kStyle
+  h << "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seqgan demo report</title><style>" << page_style()
     << "</style></head><body>";
   h << "<h1>seqgan demo: SeQ-GAN on " << escape(demo.value("dataset", std::string("Fashion-MNIST"))) << "</h1>";
   h << "<p class='note'>Run directory <code>" << escape(dir) << "</code>; " << escape(demo.value("finished", std::string("not finished")))
@@ -142,10 +111,7 @@ std::string write_demo_report(const std::string& dir) {
   h << "<p class='note'>Every command also received <code>" << escape(demo.value("common_arguments", std::string()))
     << "</code>. Settings on top of the fmnist preset: <code>" << escape(demo.value("settings", std::string("(none)")))
     << "</code></p>";
-  // Lets a browser-driven check count the images that decoded.
-  h << "<script>window.addEventListener('load',function(){var i=document.images,n=0;for(var k=0;k<i.length;k++)"
-       "if(i[k].complete&&i[k].naturalWidth>0)n++;document.body.setAttribute('data-images',i.length);"
-       "document.body.setAttribute('data-images-loaded',n);});</script>";
+  h << images_loaded_script();
   h << "</body></html>\n";
   const std::string path = dir + "/report.html";
   write_text_atomic(path, h.str());

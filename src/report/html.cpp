@@ -92,6 +92,48 @@ std::string no_data(const std::string& title, int width, int height) {
 
 }  // namespace
 
+std::string fixed(double value, int digits) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << value;
+  return os.str();
+}
+
+std::string duration(double seconds) {
+  const int s = static_cast<int>(std::lround(seconds));
+  std::ostringstream os;
+  if (s >= 60) os << s / 60 << " min " << std::setw(2) << std::setfill('0') << s % 60 << " s";
+  else os << s << " s";
+  return os.str();
+}
+
+const char* page_style() {
+  return R"(
+body{font-family:sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.fig{margin:8px 0}.fig img{image-rendering:pixelated;border:1px solid #ddd}
+.figs{display:flex;flex-wrap:wrap;gap:16px}.note{color:#555;font-size:.92em}.missing{color:#b00;font-weight:bold}
+code{background:#f4f4f4;padding:1px 3px}
+)";
+}
+
+std::string images_loaded_script() {
+  return "<script>window.addEventListener('load',function(){var i=document.images,n=0;for(var k=0;k<i.length;k++)"
+         "if(i[k].complete&&i[k].naturalWidth>0)n++;document.body.setAttribute('data-images',i.length);"
+         "document.body.setAttribute('data-images-loaded',n);});</script>";
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return nlohmann::json::object();
+  }
+}
+
 std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {

@@ -2,6 +2,7 @@
 // SVG line and bar charts. No script, stylesheet or font is fetched: a report opens from disk.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,6 +10,16 @@
 namespace seqgan::report {
 
 std::string escape(const std::string& text);  // & < > " '
+std::string fixed(double value, int digits);   // "3.142"
+std::string duration(double seconds);          // "12 min 05 s", "42 s"
+
+// The stylesheet every report page shares (for a <style> element).
+const char* page_style();
+// A <script> that marks <body> with data-images / data-images-loaded once the page has loaded, so
+// that a browser-driven check can count the images that decoded.
+std::string images_loaded_script();
+// A JSON file's content; an empty object when it is missing or unreadable.
+nlohmann::json read_json_file(const std::string& path);
 std::string base64(const std::string& bytes);
 
 // <img> with the file's bytes as a data URI ("data:image/png;base64,..."), shown `scale` times

@@ -1,0 +1,309 @@
+// `seqgan experiment NAME`: the paper's observations and ablations at small scale. Every arm of
+// an experiment (a tokenizer variant) is trained for every seed at the same budget, with the same
+// AR and NAR transformers on its tokens, then measured: codebook usage, rFID, PSNR, generation
+// FID/IS of both transformers, their validation losses and the AR model's teacher-forced top-1
+// accuracy. Results and DIR/NAME/report.html are rewritten after every finished run.
+//
+// Layout: DIR/classifiers/ (loss and evaluation networks, shared by every experiment),
+// DIR/NAME/test-stats.safetensors, DIR/NAME/ARM/seed-S/ (one run: stages.json, tokenizer/,
+// tokens, ar/, nar/, samples-*/, visualization.png, result.json). Stages record themselves, so an
+// interrupted experiment resumes where it stopped; runs of different seeds may go on in parallel
+// processes (`--seeds 1` and `--seeds 2`): the shared stages take a lock.
+#include <sys/file.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/cli.h"
+#include "cli/stages.h"
+#include "eval/evaluate.h"
+#include "eval/metrics.h"
+#include "report/experiment_report.h"
+#include "report/html.h"
+#include "seqgan/error.h"
+#include "seqgan/runtime.h"
+#include "tokenizer/tokenizer.h"
+#include "train/run.h"
+
+namespace seqgan::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// The budget of every run on top of the preset: the same for every arm, so that arms compare.
+// About 7 minutes per run on one core of a 2-core CPU (fmnist).
+const std::vector<std::string> kBudget{
+    "train_tokenizer.iterations=400", "discriminator.start_iter=200", "train_tokenizer.image_every=400",
+    "train_tokenizer.checkpoint_every=100", "train_ar.iterations=200", "train_ar.warmup=20",
+    "train_ar.decay_start=100", "train_ar.val_every=25", "train_ar.checkpoint_every=100",
+    "train_nar.iterations=200", "train_nar.warmup=20", "train_nar.decay_start=100", "train_nar.val_every=25",
+    "train_nar.checkpoint_every=100"};
+
+// The one-phase baseline of the paper's ablations (Tables 1, 5, 6): L_low alone (alpha = 0),
+// entropy-regularised codebook, no attention.
+const std::vector<std::string> kBaseline{"perceptual.alpha=0"};
+
+Config config_of(const std::vector<std::string>& args, const std::string& preset) {
+  Command c;
+  c.config_options(preset);
+  return load_config(c.parse(args));
+}
+
+// The arms of an experiment; `base` (the preset with the user's settings) sizes the F&N codebook.
+std::vector<report::ExperimentArm> arms_of(const std::string& name, const Config& base) {
+  using A = report::ExperimentArm;
+  if (name == "alpha-sweep") {
+    std::vector<A> arms;
+    for (const char* a : {"0", "0.25", "0.5", "0.75", "1"})
+      arms.push_back(A{std::string("alpha-") + a, std::string("alpha = ") + a, {std::string("perceptual.alpha=") + a},
+                       std::stod(a)});
+    return arms;
+  }
+  if (name == "decoder")
+    return {A{"baseline", "baseline (convolutions)", kBaseline, 0},
+            A{"conv-x2", "+Conv x2", {"perceptual.alpha=0", "tokenizer.decoder_extra_res_blocks=2"}, 1},
+            A{"attention-x2", "+Attention x2", {"perceptual.alpha=0", "tokenizer.decoder_attn_pairs=2"}, 2}};
+  const int64_t kmeans_every = std::max<int64_t>(1, base.train_tokenizer.iterations / 8);
+  if (name == "codebook")
+    return {A{"plain", "no regulariser (VQGAN)", {"perceptual.alpha=0", "quantizer.entropy_gamma=0"}, 0},
+            // ViT-VQGAN's F&N: lookup dimension / 8 and K x 8, as the paper's 256 -> 32, 1024 -> 8192.
+            A{"factorized", "+ F&N (dim / 8, K x 8)",
+              {"perceptual.alpha=0", "quantizer.entropy_gamma=0", "quantizer.kind=factorized",
+               "quantizer.factor_dim=" + std::to_string(std::max(1, base.tokenizer.code_dim / 8)),
+               "tokenizer.codebook_size=" + std::to_string(base.tokenizer.codebook_size * 8)},
+              1},
+            // Eight re-estimations over the training (every 50 steps of the experiments' 400).
+            A{"kmeans", "+ k-means every " + std::to_string(kmeans_every) + " steps",
+              {"perceptual.alpha=0", "quantizer.entropy_gamma=0", "quantizer.kmeans_every=" + std::to_string(kmeans_every)},
+              2},
+            A{"entropy", "+ H(D) entropy regulariser", kBaseline, 3}};
+  if (name == "perceptual-layers") {
+    const auto taps = [](const std::string& list) {
+      std::string j;  // a JSON list of the comma-separated names
+      std::stringstream ss(list);
+      for (std::string t; std::getline(ss, t, ',');) j += (j.empty() ? "[\"" : ",\"") + t + "\"";
+      return std::vector<std::string>{"perceptual.alpha=0", "perceptual.low_taps=" + j + "]"};
+    };
+    return {A{"low", "L_low: relu1_2-relu5_3", kBaseline, 0},
+            A{"A", "A: relu1_2-relu5_3 + logit", taps("relu1_2,relu2_2,relu3_3,relu4_3,relu5_3,logit"), 1},
+            A{"B", "B: relu2_2-relu5_3 + logit", taps("relu2_2,relu3_3,relu4_3,relu5_3,logit"), 2},
+            A{"C", "C: relu3_3-relu5_3 + logit", taps("relu3_3,relu4_3,relu5_3,logit"), 3},
+            A{"D", "D: relu4_3, relu5_3 + logit", taps("relu4_3,relu5_3,logit"), 4},
+            A{"sem", "L_sem: relu5_3 + logit", {"perceptual.alpha=1"}, 5},
+            A{"E", "E: logit alone", taps("logit"), 6}};
+  }
+  throw UsageError("unknown experiment '" + name + "': alpha-sweep, decoder, codebook or perceptual-layers");
+}
+
+std::vector<int64_t> parse_seeds(const std::string& text) {
+  std::vector<int64_t> seeds;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      seeds.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw UsageError("--seeds: '" + item + "' is not an integer (example: --seeds 1,2)");
+    }
+  }
+  if (seeds.empty()) throw UsageError("--seeds needs at least one seed (example: --seeds 1,2)");
+  return seeds;
+}
+
+// An exclusive lock on a file for the lifetime of the object: stages shared by parallel
+// experiment processes (the classifiers, the test statistics) run once.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) {
+    fs::create_directories(fs::path(path).parent_path());
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR, 0644);
+    SEQGAN_CHECK(fd_ >= 0, "cannot open the lock file ", path);
+    ::flock(fd_, LOCK_EX);
+  }
+  ~FileLock() {
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+
+double last_value(const std::string& metrics, const std::string& kind, const std::string& key) {
+  const auto s = report::read_series(metrics, kind, key, "");
+  return s.points.empty() ? -1 : s.points.back().second;
+}
+
+// Measures one finished run into RUN/result.json.
+void evaluate_run(const std::string& run, const std::string& stats_path, const std::vector<std::string>& args,
+                  const std::string& preset, int64_t eval_images, const report::ExperimentArm& arm, int64_t seed) {
+  const Config config = config_of(args, preset);
+  const auto device = to_device(resolve_device(config.device));
+  EvalNetwork net(config.eval, device);
+  const int64_t batch = config.eval.batch_size;
+  const FeatureStats test_stats = load_feature_stats(stats_path);
+  const ImageSource test = open_image_source("data:test", config.data);
+  auto tok = load_tokenizer(run + "/tokenizer/tokenizer.safetensors", device);
+  const TokenizerScores s = score_tokenizer(tok.model, test, eval_images, batch, &net, &test_stats);
+  json r{{"arm", arm.name},
+         {"label", arm.label},
+         {"x", arm.x},
+         {"seed", seed},
+         {"feature_network", net.name()},
+         {"rfid", s.rfid},
+         {"psnr_db", s.psnr},
+         {"codebook_usage", s.usage},
+         {"codes_used", s.codes_used},
+         {"codebook_size", s.histogram.size(0)},
+         {"perplexity", s.perplexity},
+         {"eval_images", s.count},
+         {"tokenizer_parameters", count_parameters(*tok.model)}};
+  for (const std::string kind : {"ar", "nar"}) {
+    const ImageSource gen = open_image_source(run + "/samples-" + kind + "/images", config.data);
+    const FeatureSet f = extract_features(net, gen, -1, batch, "features (" + kind + " samples)");
+    const InceptionScore is = inception_score(f.logits, config.eval.is_splits);
+    r[kind + "_fid"] = frechet_distance(test_stats, feature_stats(net, f, gen.name));
+    r[kind + "_is"] = is.mean;
+    r[kind + "_samples"] = f.features.size(0);
+    r[kind + "_val_loss"] = last_value(run + "/" + kind + "/metrics.jsonl", "val", "loss");
+  }
+  const json vis = json::parse(read_text(run + "/visualization.json"));
+  r["ar_top1"] = vis.value("top1_accuracy", -1.0);
+  write_text_atomic(run + "/result.json", r.dump(2) + "\n");
+}
+
+int run_experiment(const Args& args) {
+  const std::string name = args.positionals().at(0);
+  const auto seeds = parse_seeds(args.get("--seeds"));
+  const std::string out = args.get("--out"), preset = args.get("--preset");
+  std::vector<std::string> base_sets;  // the settings every run shares: the budget, then the user's
+  for (const auto& s : kBudget) base_sets.insert(base_sets.end(), {"--set", s});
+  for (const auto& s : args.all("--set")) base_sets.insert(base_sets.end(), {"--set", s});
+  const auto arms = arms_of(name, config_of(base_sets, preset));
+  const std::string exp = out + "/" + name;
+  const std::string classifiers = args.get("--classifiers").empty() ? out + "/classifiers" : args.get("--classifiers");
+  const int64_t eval_images = args.get_int("--eval-images");
+  if (eval_images < 100) throw UsageError("--eval-images must be at least 100");
+  report::ExperimentInfo info{name, exp, preset, arms, kBudget, {}, args.get("--train-images"), args.get("--samples-per-class"),
+                              eval_images};
+  for (const auto& s : args.all("--set")) info.settings.push_back(s);
+  if (args.flag("--report-only")) {
+    std::cout << "wrote " << report::write_experiment_report(info) << "\n";
+    return 0;
+  }
+  set_threads(static_cast<int>(args.get_int("--threads")));
+  std::vector<std::string> common{"--preset", preset, "--threads", args.get("--threads"), "--device", args.get("--device"),
+                                  "--set", "perceptual.weights=" + classifiers + "/classifier-loss/classifier.safetensors",
+                                  "--set", "eval.feature_weights=" + classifiers + "/classifier-eval/classifier.safetensors"};
+  common.insert(common.end(), base_sets.begin(), base_sets.end());
+  const std::string job = "experiment " + name;
+  try {
+    {
+      FileLock lock(classifiers + "/.lock");
+      StageRunner shared(classifiers + "/stages.json", common, job);
+      // Classifiers already there (e.g. a demo's, through --classifiers) are used as they are.
+      for (const std::string role : {"loss", "eval"}) {
+        const std::string file = classifiers + "/classifier-" + role + "/classifier.safetensors";
+        if (!fs::exists(file))
+          shared.stage(role == "loss" ? "classifier (loss network)" : "classifier (evaluation network)",
+                       {{"train-classifier", "--role", role, "--out", file}});
+      }
+    }
+    const std::string stats = exp + "/test-stats.safetensors";
+    {
+      FileLock lock(exp + "/.lock");
+      StageRunner shared(exp + "/stages.json", common, job);
+      shared.stage("test statistics", {}, {"seqgan fid-stats data:test --count " + std::to_string(eval_images) + " --out " + stats},
+                   [&] {
+                     std::vector<std::string> a{"fid-stats", "data:test", "--count", std::to_string(eval_images), "--out", stats};
+                     a.insert(a.end(), common.begin(), common.end());
+                     SEQGAN_CHECK_HINT(run_cli(a) == 0, "fix the problem above and run the experiment again",
+                                       "seqgan ", join_args(a), " failed");
+                   });
+      auto& st = shared.state();
+      st["machine"] = machine_summary();
+      shared.save();
+    }
+    for (const int64_t seed : seeds) {
+      for (const auto& arm : arms) {
+        const std::string run = exp + "/" + arm.name + "/seed-" + std::to_string(seed);
+        std::vector<std::string> run_args = common;
+        run_args.insert(run_args.end(), {"--set", "seed=" + std::to_string(seed)});
+        for (const auto& s : arm.settings) run_args.insert(run_args.end(), {"--set", s});
+        StageRunner r(run + "/stages.json", run_args, job + " " + arm.name + " seed " + std::to_string(seed));
+        r.state()["arm"] = arm.name;
+        r.state()["seed"] = seed;
+        r.state()["arguments"] = join_args(run_args);
+        r.save();
+        const std::string tok = run + "/tokenizer/tokenizer.safetensors";
+        r.stage("tokenizer", {r.resumable({"train-tokenizer", "--phase", "1", "--out", run + "/tokenizer"}, run + "/tokenizer")});
+        r.stage("tokens", {{"tokenize", "--tokenizer", tok, "--split", "train", "--limit", args.get("--train-images"), "--out",
+                            run + "/tokens-train.safetensors"},
+                           {"tokenize", "--tokenizer", tok, "--split", "test", "--limit", "1000", "--out",
+                            run + "/tokens-test.safetensors"}});
+        for (const std::string kind : {"ar", "nar"})
+          r.stage(kind + " transformer", {r.resumable({"train-transformer", "--kind", kind, "--tokens", run + "/tokens-train.safetensors",
+                                                       "--val-tokens", run + "/tokens-test.safetensors", "--out", run + "/" + kind},
+                                                      run + "/" + kind)});
+        std::vector<std::vector<std::string>> sampling;
+        for (const std::string kind : {"ar", "nar"})
+          sampling.push_back({"sample", "--model", run + "/" + kind + "/transformer.safetensors", "--tokenizer", tok, "--per-class",
+                              args.get("--samples-per-class"), "--batch-size", "250", "--grid-columns", "12", "--seed",
+                              std::to_string(seed), "--out", run + "/samples-" + kind});
+        r.stage("samples", sampling);
+        r.stage("visualisation", {{"visualize", "--model", run + "/ar/transformer.safetensors", "--tokenizer", tok, "--count", "1000",
+                                   "--out", run + "/visualization.png", "--json", run + "/visualization.json"}});
+        r.stage("evaluation", {}, {"(in-process) rFID, PSNR, usage on " + std::to_string(eval_images) + " test images; FID and IS of the samples"},
+                [&] { evaluate_run(run, stats, run_args, preset, eval_images, arm, seed); });
+        report::write_experiment_report(info);
+      }
+    }
+  } catch (const StageRunner::Interrupted&) {
+    std::cout << job << ": interrupted; run the same command again to resume\n";
+    return 130;
+  }
+  const std::string report = report::write_experiment_report(info);
+  std::cout << job << ": done; open " << report << " (tables also in " << exp << "/results.md)\n";
+  return 0;
+}
+
+}  // namespace
+
+Command experiment_command() {
+  Command c;
+  c.info.name = "experiment";
+  c.info.summary =
+      "Reproduce the paper's observations at small scale: NAME is alpha-sweep (Fig. 6: alpha in {0, .25, .5, .75, 1}),\n"
+      "decoder (Table 1: baseline, +Conv x2, +Attention x2), codebook (Table 5: no regulariser, factorised L2-normalised\n"
+      "codes, k-means, entropy regulariser) or perceptual-layers (Table 6: the tap sets). Each arm and seed trains a\n"
+      "tokenizer, AR and NAR transformers at one budget (about 7 minutes per run on a CPU core with fmnist) and is\n"
+      "evaluated; DIR/NAME/report.html and results.md hold the tables, curves and figures. Interrupted, it resumes\n"
+      "when run again; seeds can run in parallel processes (--seeds 1 and --seeds 2, --threads 1 each).";
+  c.positional("NAME");
+  c.option("--out", "DIR", "runs/experiments", "experiments directory (DIR/NAME/ holds this experiment)");
+  c.option("--preset", "NAME", "fmnist", "configuration preset of every run");
+  c.option("--seeds", "LIST", "1,2", "comma-separated seeds; every arm runs once per seed");
+  c.option("--classifiers", "DIR", "", "loss and evaluation classifiers (default: DIR/classifiers, trained if missing)");
+  c.option("--train-images", "N", "12800", "training images tokenised for the transformers");
+  c.option("--samples-per-class", "N", "50", "samples per class of each transformer for FID and IS");
+  c.option("--eval-images", "N", "5000", "test images for rFID, PSNR, usage and the FID reference");
+  c.option("--set", "KEY=VALUE", "", "override one configuration value of every run", true);
+  c.option("--threads", "N", "0", "CPU threads (0: all cores)");
+  c.option("--device", "DEV", "auto", "auto, cpu or cuda");
+  c.flag("--report-only", "rebuild DIR/NAME/report.html and results.md from the finished runs, train nothing");
+  c.run = run_experiment;
+  return c;
+}
+
+}  // namespace seqgan::cli

@@ -1,0 +1,33 @@
+// The report of a `seqgan experiment`: DIR/report.html (tables, curves, figures, commands) and
+// the same tables in DIR/results.md and DIR/results.json, built from the runs' result.json files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace seqgan::report {
+
+// One variant of an experiment: a name (its directory), a label for tables, the config settings
+// that make it, and its position on the experiment's axis (alpha for the sweep, else its order).
+struct ExperimentArm {
+  std::string name, label;
+  std::vector<std::string> settings;
+  double x = 0;
+};
+
+struct ExperimentInfo {
+  std::string name;  // alpha-sweep, decoder, codebook, perceptual-layers
+  std::string dir;   // the experiment's directory
+  std::string preset;
+  std::vector<ExperimentArm> arms;
+  std::vector<std::string> budget;    // settings of every run
+  std::vector<std::string> settings;  // the user's --set of every run
+  std::string train_images, samples_per_class;
+  int64_t eval_images = 0;
+};
+
+// Writes the three files from whatever runs have finished; returns the report's path.
+std::string write_experiment_report(const ExperimentInfo& info);
+
+}  // namespace seqgan::report

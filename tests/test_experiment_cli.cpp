@@ -1,0 +1,124 @@
+// `seqgan experiment` end to end on tiny models: every arm of the codebook experiment (the two
+// extra quantisers included) trains, samples and is measured; the results and the report are
+// written; a second invocation skips every finished stage.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "remove_tree.h"
+#include "seqgan/cli.h"
+#include "tiny.h"
+
+using namespace seqgan;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result cli(const std::vector<std::string>& args) {
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  const int code = run_cli(args);
+  return {code, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+size_t count(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (auto p = text.find(part); p != std::string::npos; p = text.find(part, p + 1)) ++n;
+  return n;
+}
+
+// The tiny tokenizer of tiny.h and a one-layer transformer, as --set arguments.
+std::vector<std::string> tiny_settings() {
+  std::vector<std::string> sets{"data.resolution=16",         "data.num_workers=1",
+                                "tokenizer.base_channels=8",  "tokenizer.channel_mult=[1,2]",
+                                "tokenizer.num_res_blocks=1", "tokenizer.mid_res_blocks=1",
+                                "tokenizer.norm_groups=4",    "tokenizer.code_dim=8",
+                                "tokenizer.codebook_size=16", "discriminator.base_channels=8",
+                                "discriminator.max_channels=16", "train_tokenizer.batch_size=8",
+                                "train_tokenizer.iterations=4", "discriminator.start_iter=2",
+                                "transformer.layers=1",
+                                "transformer.width=32",       "transformer.heads=2",
+                                "transformer.mlp=64",         "eval.batch_size=50"};
+  for (const std::string t : {"train_ar", "train_nar"})
+    for (const std::string s : {".iterations=3", ".batch_size=8", ".warmup=0", ".val_every=2", ".checkpoint_every=3"})
+      sets.push_back(t + s);
+  std::vector<std::string> args;
+  for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+  return args;
+}
+
+}  // namespace
+
+TEST(ExperimentCli, CodebookArmsRunReportAndResume) {
+  const std::string dir = test::temp_dir("experiment");
+  // Stand-in loss and evaluation networks where the experiment looks for its classifiers.
+  for (const std::string role : {"loss", "eval"}) {
+    std::filesystem::create_directories(dir + "/classifiers/classifier-" + role);
+    std::filesystem::rename(test::stand_in_loss_network(dir), dir + "/classifiers/classifier-" + role + "/classifier.safetensors");
+  }
+  std::vector<std::string> args{"experiment", "codebook", "--out", dir, "--seeds", "3", "--train-images", "64",
+                                "--samples-per-class", "2", "--eval-images", "100", "--threads", "1"};
+  const auto tiny = tiny_settings();
+  args.insert(args.end(), tiny.begin(), tiny.end());
+  auto r = cli(args);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+
+  const std::string exp = dir + "/codebook";
+  const auto results = nlohmann::json::parse(slurp(exp + "/results.json"));
+  ASSERT_EQ(results.size(), 4u);
+  std::map<std::string, nlohmann::json> by_arm;
+  for (const auto& x : results) by_arm[x["arm"].get<std::string>()] = x;
+  for (const std::string arm : {"plain", "factorized", "kmeans", "entropy"}) {
+    ASSERT_TRUE(by_arm.count(arm)) << arm;
+    const auto& x = by_arm[arm];
+    EXPECT_EQ(x["seed"].get<int64_t>(), 3);
+    for (const char* key : {"rfid", "psnr_db", "ar_fid", "nar_fid", "ar_is", "nar_is", "ar_val_loss", "nar_val_loss"})
+      EXPECT_TRUE(std::isfinite(x[key].get<double>()) && x[key].get<double>() >= 0) << arm << " " << key;
+    EXPECT_GT(x["codebook_usage"].get<double>(), 0.0) << arm;
+    EXPECT_LE(x["codebook_usage"].get<double>(), 1.0) << arm;
+    EXPECT_EQ(x["eval_images"].get<int64_t>(), 100);
+    EXPECT_EQ(x["ar_samples"].get<int64_t>(), 20);  // 2 per class, 10 classes
+    EXPECT_GE(x["ar_top1"].get<double>(), 0.0);
+  }
+  // The F&N arm has the codebook K x 8 of the base config; the others keep K.
+  EXPECT_EQ(by_arm["factorized"]["codebook_size"].get<int64_t>(), 128);
+  EXPECT_EQ(by_arm["plain"]["codebook_size"].get<int64_t>(), 16);
+  // The k-means arm re-estimated its codebook (logged by the trainer).
+  EXPECT_NE(slurp(exp + "/kmeans/seed-3/tokenizer/metrics.jsonl").find("kmeans_moved"), std::string::npos);
+  EXPECT_EQ(slurp(exp + "/plain/seed-3/tokenizer/metrics.jsonl").find("kmeans_moved"), std::string::npos);
+
+  const std::string html = slurp(exp + "/report.html");
+  for (const char* label : {"no regulariser (VQGAN)", "+ F&amp;N", "+ k-means", "+ H(D) entropy regulariser"})
+    EXPECT_NE(html.find(label), std::string::npos) << label;
+  EXPECT_EQ(count(html, "data:image/png;base64,"), 8u);  // a visualisation and a sample grid per arm
+  EXPECT_EQ(html.find("class='missing'"), std::string::npos);
+  EXPECT_NE(slurp(exp + "/results.md").find("| + F&N (dim / 8, K x 8) | 1 |"), std::string::npos);
+
+  // Again: every stage finished before, nothing is trained, the results stay.
+  r = cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count(r.out, "finished before, skipped"), 4u * 7u + 1u) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(slurp(exp + "/results.json")), results);
+  seqgan::test::remove_tree(dir);
+}
+
+TEST(ExperimentCli, UnknownExperimentAndBadSeedsAreUsageErrors) {
+  auto r = cli({"experiment", "alpha", "--out", "/nonexistent"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("alpha-sweep, decoder, codebook or perceptual-layers"), std::string::npos) << r.err;
+  r = cli({"experiment", "decoder", "--seeds", "1,x", "--out", "/nonexistent"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("'x' is not an integer"), std::string::npos) << r.err;
+}

@@ -6,22 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli_capture.h"
 #include "seqgan/cli.h"
 #include "seqgan/config.h"
 
 using namespace seqgan;
 
 namespace {
-struct Result {
-  int code;
-  std::string out, err;
-};
-Result run(const std::vector<std::string>& args) {
-  testing::internal::CaptureStdout();
-  testing::internal::CaptureStderr();
-  const int code = run_cli(args);
-  return {code, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
-}
+test::CliResult run(const std::vector<std::string>& args) { return test::run_cli_captured(args); }
 }  // namespace
 
 TEST(Cli, TopLevelHelpListsEveryCommand) {

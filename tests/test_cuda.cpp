@@ -134,13 +134,7 @@ TEST(Cuda, TokenizerMatchesTheCpu) {
 TEST(Cuda, TransformerTrainsUnderBf16Autocast) {
   SKIP_WITHOUT_CUDA();
   const std::string dir = test::temp_dir("cuda-transformer");
-  TokenFile f;
-  torch::manual_seed(9);
-  const auto labels = at::randint(4, {256}, at::kLong);
-  f.indices = labels.view({256, 1, 1}).repeat({1, 8, 8}) * 8 + at::randint(2, {256, 8, 8}, at::kLong);
-  f.labels = labels;
-  f.codebook_size = 32;
-  save_tokens(dir + "/tokens.safetensors", f);
+  test::write_toy_tokens(dir + "/tokens.safetensors", 256, 8, 4, 8, 32);
   Config config = make_preset("fmnist");
   config.device = "cuda";
   config.transformer = small_transformer();

@@ -161,14 +161,7 @@ TEST_F(Distributed, TokenizerPhase2TwoRanksMatchOneRank) {
 }
 
 TEST_F(Distributed, ArTransformerTwoRanksMatchOneRankWithTheGlobalBatch) {
-  TokenFile f;
-  torch::manual_seed(9);
-  const auto labels = at::randint(3, {96}, at::kLong);
-  f.indices = labels.view({96, 1, 1}).repeat({1, 4, 4}) * 5 + at::randint(2, {96, 4, 4}, at::kLong);
-  f.labels = labels;
-  f.codebook_size = 16;
-  f.split = "train";
-  save_tokens(dir + "/tokens.safetensors", f);
+  test::write_toy_tokens(dir + "/tokens.safetensors", 96, 4, 3, 5, 16);
   Config c = make_preset("fmnist");
   c.threads = 1;
   c.device = "cpu";

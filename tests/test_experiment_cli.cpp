@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "remove_tree.h"
+#include "cli_capture.h"
 #include "seqgan/cli.h"
 #include "tiny.h"
 
@@ -16,17 +17,7 @@ using namespace seqgan;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result cli(const std::vector<std::string>& args) {
-  testing::internal::CaptureStdout();
-  testing::internal::CaptureStderr();
-  const int code = run_cli(args);
-  return {code, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
-}
+test::CliResult cli(const std::vector<std::string>& args) { return test::run_cli_captured(args); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);

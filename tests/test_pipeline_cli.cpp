@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "remove_tree.h"
+#include "cli_capture.h"
 #include "seqgan/cli.h"
 #include "tiny.h"
 #include "eval/classifier.h"
@@ -15,17 +16,7 @@ using namespace seqgan;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result cli(const std::vector<std::string>& args) {
-  testing::internal::CaptureStdout();
-  testing::internal::CaptureStderr();
-  const int code = run_cli(args);
-  return {code, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
-}
+test::CliResult cli(const std::vector<std::string>& args) { return test::run_cli_captured(args); }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -308,16 +308,8 @@ class TransformerTrainer : public ::testing::Test {
  protected:
   void SetUp() override {
     dir = test::temp_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    TokenFile f;
-    torch::manual_seed(9);
     // A learnable toy language: each image repeats its class id with noise.
-    const auto labels = at::randint(3, {96}, at::kLong);
-    auto idx = labels.view({96, 1, 1}).repeat({1, 4, 4}) * 5 + at::randint(2, {96, 4, 4}, at::kLong);
-    f.indices = idx;
-    f.labels = labels;
-    f.codebook_size = 16;
-    f.split = "train";
-    save_tokens(dir + "/tokens.safetensors", f);
+    test::write_toy_tokens(dir + "/tokens.safetensors", 96, 4, 3, 5, 16);
     config = make_preset("fmnist");
     config.threads = 2;
     config.device = "cpu";  // exact resume is a CPU promise (CUDA kernels may reduce in any order)

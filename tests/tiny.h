@@ -13,6 +13,7 @@
 #include "eval/classifier.h"
 #include "seqgan/config.h"
 #include "seqgan/safetensors.h"
+#include "tokenizer/tokens.h"
 
 namespace seqgan::test {
 
@@ -88,6 +89,21 @@ inline Config tiny_tokenizer_config(const std::string& loss_weights) {
   c.phase2.batch_size = 8;
   c.phase2.iterations = 4;
   return c;
+}
+
+// A learnable toy language for the transformers, written to `path`: `count` images of side x side
+// tokens, each token its image's class (of `classes`) times `stride` plus 0 or 1 at random
+// (torch seed 9); K = codebook_size.
+inline void write_toy_tokens(const std::string& path, int64_t count, int64_t side, int64_t classes, int64_t stride,
+                             int64_t codebook_size) {
+  TokenFile f;
+  torch::manual_seed(9);
+  const auto labels = at::randint(classes, {count}, at::kLong);
+  f.indices = labels.view({count, 1, 1}).repeat({1, side, side}) * stride + at::randint(2, {count, side, side}, at::kLong);
+  f.labels = labels;
+  f.codebook_size = codebook_size;
+  f.split = "train";
+  save_tokens(path, f);
 }
 
 }  // namespace seqgan::test

@@ -79,8 +79,14 @@ struct ReferenceCase {
   double flops_per_unit = 0;       // for the derived GFLOP/s and peak fraction figures
 };
 
-void add_params(safetensors::TensorMap& t, const torch::nn::Module& m) {
-  for (const auto& [name, value] : state_dict(m)) t["param." + name] = value.detach().clone();
+// Writes DIR/NAME.safetensors for the Python reference: the model's weights ("param.*"), the
+// case's inputs and expected outputs ("input.*", "output.*") and metadata; returns the path.
+std::string write_case_file(const std::string& dir, const std::string& name, const torch::nn::Module& m,
+                            safetensors::TensorMap tensors, const safetensors::Metadata& meta) {
+  for (const auto& [key, value] : state_dict(m)) tensors["param." + key] = value.detach().clone();
+  const std::string path = dir + "/" + name + ".safetensors";
+  safetensors::save(path, tensors, meta);
+  return path;
 }
 
 safetensors::Metadata case_metadata(const std::string& name, const std::string& kind, const Config& c, int repeats,
@@ -116,16 +122,12 @@ ReferenceCase tokenizer_case(const std::string& name, const Config& c, int64_t b
   rc.name = name;
   rc.unit = "img/s";
   if (!dir.empty()) {
-    safetensors::TensorMap tensors;
-    add_params(tensors, *t);
     torch::NoGradGuard ng;
     const auto out = t->forward(x);
-    tensors["input.x"] = x;
-    tensors["output.reconstruction"] = out.reconstruction;
-    tensors["output.loss"] = loss_of(out);
-    tensors["output.indices"] = out.quant.indices;
-    rc.file = dir + "/" + name + ".safetensors";
-    safetensors::save(rc.file, tensors, case_metadata(name, "tokenizer", c, repeats, min_s));
+    rc.file = write_case_file(dir, name, *t,
+                              {{"input.x", x}, {"output.reconstruction", out.reconstruction}, {"output.loss", loss_of(out)},
+                               {"output.indices", out.quant.indices}},
+                              case_metadata(name, "tokenizer", c, repeats, min_s));
   }
   rc.retime = [=] { return tokenizer_case(name, c, batch, repeats, min_s, "").rate; };
   torch::optim::Adam opt(t->parameters(), torch::optim::AdamOptions(1e-4));
@@ -151,20 +153,15 @@ ReferenceCase transformer_case(const std::string& name, const Config& c, const T
   rc.name = name;
   rc.unit = "tokens/s";
   if (!dir.empty()) {
-    safetensors::TensorMap tensors;
-    add_params(tensors, *m);
     torch::NoGradGuard ng;
     m->eval();
-    tensors["input.cond"] = cond;
-    tensors["input.tokens"] = tokens;
-    tensors["output.logits"] = m->forward(cond, inputs);
     auto meta = case_metadata(name, "transformer", c, repeats, min_s);
     meta["causal"] = "1";
     meta["codebook_size"] = std::to_string(space.codebook_size);
     meta["length"] = std::to_string(space.length);
     meta["num_classes"] = std::to_string(space.num_classes);
-    rc.file = dir + "/" + name + ".safetensors";
-    safetensors::save(rc.file, tensors, meta);
+    rc.file = write_case_file(dir, name, *m,
+                              {{"input.cond", cond}, {"input.tokens", tokens}, {"output.logits", m->forward(cond, inputs)}}, meta);
   }
   rc.retime = [=] { return transformer_case(name, c, space, batch, repeats, min_s, "").rate; };
   m->train();

@@ -174,7 +174,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
     << "</b>, a classifier trained on the data set's labels (neither InceptionV3 nor the perceptual-loss network): "
        "the numbers compare the arms of this experiment, not papers. FIDs of a few hundred samples are biased "
        "upwards; all arms share the sample count. Mean &plusmn; sample standard deviation over the seeds.</p>";
-  h << "<table><tr><th>arm</th><th>seeds</th>";
+  h << "<div class='wide'><table><tr><th>arm</th><th>seeds</th>";
   for (const auto& m : kMetrics) h << "<th>" << escape(m.title) << "</th>";
   h << "<th>time per run</th></tr>";
   for (const auto& arm : info.arms) {
@@ -184,7 +184,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
     const auto secs = a.values("seconds", 1.0);
     h << "<td class='n'>" << (secs.empty() ? "-" : duration(mean(secs))) << "</td></tr>";
   }
-  h << "</table><details><summary>Per seed</summary><table><tr><th>arm</th><th>seed</th>";
+  h << "</table></div><details><summary>Per seed</summary><div class='wide'><table><tr><th>arm</th><th>seed</th>";
   for (const auto& m : kMetrics) h << "<th>" << escape(m.title) << "</th>";
   h << "</tr>";
   for (const auto& arm : info.arms)
@@ -195,7 +195,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
           << "</td>";
       h << "</tr>";
     }
-  h << "</table></details>";
+  h << "</table></div></details>";
 
   // Charts: metrics against the arm's position (alpha for the sweep), then the validation curves.
   const bool sweep = info.name == "alpha-sweep";

@@ -108,13 +108,13 @@ std::string duration(double seconds) {
 
 const char* page_style() {
   return R"(
-body{font-family:sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
+body{font-family:sans-serif;max-width:1280px;margin:24px auto;padding:0 16px;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th{background:#f3f3f3}
+table{border-collapse:collapse;margin:8px 0;font-size:.88em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td:first-child{white-space:nowrap}th{background:#f3f3f3}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.fig{margin:8px 0}.fig img{image-rendering:pixelated;border:1px solid #ddd}
 .figs{display:flex;flex-wrap:wrap;gap:16px}.note{color:#555;font-size:.92em}.missing{color:#b00;font-weight:bold}
-code{background:#f4f4f4;padding:1px 3px}
+code{background:#f4f4f4;padding:1px 3px}.wide{overflow-x:auto}
 )";
 }
 

@@ -287,7 +287,7 @@ Command experiment_command() {
       "Reproduce the paper's observations at small scale: NAME is alpha-sweep (Fig. 6: alpha in {0, .25, .5, .75, 1}),\n"
       "decoder (Table 1: baseline, +Conv x2, +Attention x2), codebook (Table 5: no regulariser, factorised L2-normalised\n"
       "codes, k-means, entropy regulariser) or perceptual-layers (Table 6: the tap sets). Each arm and seed trains a\n"
-      "tokenizer, AR and NAR transformers at one budget (about 7 minutes per run on a CPU core with fmnist) and is\n"
+      "tokenizer, AR and NAR transformers at one budget (6 to 9 minutes per run on a CPU core with fmnist) and is\n"
       "evaluated; DIR/NAME/report.html and results.md hold the tables, curves and figures. Interrupted, it resumes\n"
       "when run again; seeds can run in parallel processes (--seeds 1 and --seeds 2, --threads 1 each).";
   c.positional("NAME");

@@ -165,6 +165,24 @@ std::shared_ptr<ProcessGroup> join_process_group(const Config& config) {
   return group;
 }
 
+std::optional<std::vector<int64_t>> parse_integer_list(const std::string& text, std::string* bad) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t used = 0;
+    try {
+      out.push_back(std::stoll(item, &used));
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size()) {
+      if (bad) *bad = item;
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
 std::vector<Command> all_commands() {
   return {info_command(),           help_config_command(), inspect_command(),  train_classifier_command(),
           train_tokenizer_command(), reconstruct_command(), tokenize_command(), decode_command(),

@@ -53,6 +53,10 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Comma-separated integers ("1,2,3"), or nullopt when an item is not an integer (`bad`, when
+// given, receives that item).
+std::optional<std::vector<int64_t>> parse_integer_list(const std::string& text, std::string* bad = nullptr);
+
 // The resolved config from --preset, --config and --set, validated; threads are set from it.
 Config load_config(const Args& args);
 

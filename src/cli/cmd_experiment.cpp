@@ -102,20 +102,11 @@ std::vector<report::ExperimentArm> arms_of(const std::string& name, const Config
 }
 
 std::vector<int64_t> parse_seeds(const std::string& text) {
-  std::vector<int64_t> seeds;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      seeds.push_back(std::stoll(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw UsageError("--seeds: '" + item + "' is not an integer (example: --seeds 1,2)");
-    }
-  }
-  if (seeds.empty()) throw UsageError("--seeds needs at least one seed (example: --seeds 1,2)");
-  return seeds;
+  std::string bad;
+  const auto seeds = parse_integer_list(text, &bad);
+  if (!seeds) throw UsageError("--seeds: '" + bad + "' is not an integer (example: --seeds 1,2)");
+  if (seeds->empty()) throw UsageError("--seeds needs at least one seed (example: --seeds 1,2)");
+  return *seeds;
 }
 
 // An exclusive lock on a file for the lifetime of the object: stages shared by parallel

@@ -55,20 +55,13 @@ std::vector<int64_t> parse_classes(const std::string& text, int64_t num_classes)
     for (int64_t c = 0; c < num_classes; ++c) out.push_back(c);
     return out;
   }
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const int64_t c = std::stoll(item, &used);
-      if (used != item.size()) throw std::invalid_argument(item);
-      if (c < 0 || c >= num_classes)
-        throw UsageError("--classes: class " + item + " is out of range; the model knows classes 0 to " +
-                         std::to_string(num_classes - 1));
-      out.push_back(c);
-    } catch (const std::logic_error&) {
-      throw UsageError("--classes takes 'all' or comma-separated class ids, got '" + text + "'");
-    }
+  const auto list = parse_integer_list(text);
+  if (!list) throw UsageError("--classes takes 'all' or comma-separated class ids, got '" + text + "'");
+  for (const int64_t c : *list) {
+    if (c < 0 || c >= num_classes)
+      throw UsageError("--classes: class " + std::to_string(c) + " is out of range; the model knows classes 0 to " +
+                       std::to_string(num_classes - 1));
+    out.push_back(c);
   }
   if (out.empty()) throw UsageError("--classes is empty");
   return out;

@@ -83,6 +83,11 @@ std::string mean_sd(const std::vector<double>& v, int digits, const std::string&
   return s;
 }
 
+// One run's value of a metric, or "-" when the run has none.
+std::string run_cell(const json& run, const Metric& m) {
+  return run.contains(m.key) && run[m.key].is_number() ? fixed(run[m.key].get<double>() * m.scale, m.digits) : "-";
+}
+
 std::string first_existing(const std::string& exp, const std::string& arm, const std::vector<json>& runs,
                            const std::string& rel) {
   for (const auto& r : runs) {
@@ -97,7 +102,6 @@ std::string first_existing(const std::string& exp, const std::string& arm, const
 std::string write_experiment_report(const ExperimentInfo& info) {
   const Claim claim = claim_of(info.name);
   std::map<std::string, ArmResults> results;
-  std::map<std::string, double> run_seconds;
   std::string network = "(not evaluated)";
   json all = json::array();
   for (const auto& arm : info.arms) {
@@ -148,8 +152,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   for (const auto& arm : info.arms)
     for (const auto& r : results[arm.name].runs) {
       md << "| " << arm.label << " | " << r.value("seed", 0) << " |";
-      for (const auto& m : kMetrics)
-        md << " " << (r.contains(m.key) && r[m.key].is_number() ? fixed(r[m.key].get<double>() * m.scale, m.digits) : "-") << " |";
+      for (const auto& m : kMetrics) md << " " << run_cell(r, m) << " |";
       md << "\n";
     }
   std::string budget;
@@ -190,9 +193,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   for (const auto& arm : info.arms)
     for (const auto& r : results[arm.name].runs) {
       h << "<tr><td>" << escape(arm.label) << "</td><td class='n'>" << r.value("seed", 0) << "</td>";
-      for (const auto& m : kMetrics)
-        h << "<td class='n'>" << (r.contains(m.key) && r[m.key].is_number() ? fixed(r[m.key].get<double>() * m.scale, m.digits) : "-")
-          << "</td>";
+      for (const auto& m : kMetrics) h << "<td class='n'>" << run_cell(r, m) << "</td>";
       h << "</tr>";
     }
   h << "</table></div></details>";

@@ -56,21 +56,22 @@ QuantizerImpl::QuantizerImpl(int64_t codebook_size, int64_t code_dim, const Quan
   embedding = register_parameter("embedding", torch::empty({codebook_size, lookup_dim}).uniform_(-r, r));
 }
 
-at::Tensor QuantizerImpl::to_lookup_space(const at::Tensor& z) {
-  if (!factorized()) return z;
-  return torch::nn::functional::normalize(in_proj->forward(z), torch::nn::functional::NormalizeFuncOptions().dim(1));
+namespace {
+at::Tensor unit_rows(const at::Tensor& x) {
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
 }
+}  // namespace
 
-at::Tensor QuantizerImpl::codes() const {
-  if (!factorized()) return embedding;
-  return torch::nn::functional::normalize(embedding, torch::nn::functional::NormalizeFuncOptions().dim(1));
-}
+int64_t QuantizerImpl::input_dim() const { return factorized() ? in_proj->weight.size(1) : embedding.size(1); }
+
+at::Tensor QuantizerImpl::to_lookup_space(const at::Tensor& z) { return factorized() ? unit_rows(in_proj->forward(z)) : z; }
+
+at::Tensor QuantizerImpl::codes() const { return factorized() ? unit_rows(embedding) : embedding; }
 
 at::Tensor QuantizerImpl::nearest(const at::Tensor& z_e) {
   torch::NoGradGuard no_grad;
   const int64_t B = z_e.size(0), D = z_e.size(1), h = z_e.size(2), w = z_e.size(3);
-  const int64_t expected = factorized() ? in_proj->weight.size(1) : embedding.size(1);
-  SEQGAN_CHECK(D == expected, "encoder output has ", D, " channels, the quantizer expects ", expected);
+  SEQGAN_CHECK(D == input_dim(), "encoder output has ", D, " channels, the quantizer expects ", input_dim());
   const auto z = z_e.permute({0, 2, 3, 1}).reshape({-1, D}).to(embedding.scalar_type());  // [N, D]
   return squared_distances(to_lookup_space(z), codes()).argmin(1).view({B, h, w});
 }
@@ -83,21 +84,15 @@ at::Tensor QuantizerImpl::lookup(const at::Tensor& indices) {
 
 QuantizerOutput QuantizerImpl::forward(const at::Tensor& z_e_in) {
   const int64_t B = z_e_in.size(0), D = z_e_in.size(1), h = z_e_in.size(2), w = z_e_in.size(3);
-  const int64_t expected = factorized() ? in_proj->weight.size(1) : embedding.size(1);
-  SEQGAN_CHECK(D == expected, "encoder output has ", D, " channels, the quantizer expects ", expected);
+  SEQGAN_CHECK(D == input_dim(), "encoder output has ", D, " channels, the quantizer expects ", input_dim());
   // The regulariser and the distances are kept in float32 even under autocast.
   const auto z_e = z_e_in.to(at::kFloat);
   const auto z = to_lookup_space(z_e.permute({0, 2, 3, 1}).reshape({-1, D}));  // [N, d]
   const auto e = codes();                                                      // [K, d]
   QuantizerOutput out;
   const bool need_soft = regularize && (config_.entropy_gamma > 0 || config_.per_sample_entropy_gamma > 0);
-  at::Tensor d;
-  if (need_soft) {
-    d = squared_distances(z, e);  // differentiable: the regulariser moves codes and encoder
-  } else {
-    torch::NoGradGuard no_grad;
-    d = squared_distances(z, e);
-  }
+  // Differentiable only for the regulariser, which moves codes and encoder through it.
+  const at::Tensor d = need_soft ? squared_distances(z, e) : squared_distances(z.detach(), e.detach());
   const auto flat_indices = d.detach().argmin(1);
   out.indices = flat_indices.view({B, h, w});
   const auto z_q = at::embedding(e, flat_indices);  // [N, d]
@@ -139,8 +134,7 @@ int64_t QuantizerImpl::reestimate(const at::Tensor& points_in, int iterations, a
     empty_mask = counts == 0;
     const auto means = sums / counts.clamp_min(1).unsqueeze(1);
     centres = at::where(empty_mask.unsqueeze(1), centres, means);
-    if (factorized())
-      centres = torch::nn::functional::normalize(centres, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    if (factorized()) centres = unit_rows(centres);
   }
   // Codes that no point chose in the last iteration move onto random points.
   const auto empty = empty_mask.defined() ? empty_mask.nonzero().view({-1}) : at::empty({0}, at::kLong);

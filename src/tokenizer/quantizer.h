@@ -50,6 +50,7 @@ class QuantizerImpl : public torch::nn::Module {
 
  private:
   bool factorized() const { return !in_proj.is_empty(); }
+  int64_t input_dim() const;                              // channels of the encoder output (code_dim)
   at::Tensor to_lookup_space(const at::Tensor& z);  // [N, D] -> [N, d] (L2-normalised if factorized)
   at::Tensor codes() const;                               // [K, d] the codes as looked up
 

@@ -1,6 +1,7 @@
 #include "nn/blocks.h"
 
 #include "nn/attention.h"
+#include "nn/group_norm.h"
 #include "seqgan/error.h"
 
 namespace seqgan::nn {
@@ -38,8 +39,8 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, const Norm
 }
 
 at::Tensor ResBlockImpl::forward(const at::Tensor& x) {
-  auto h = conv1(at::silu(norm1(x)));
-  h = conv2(at::silu(norm2(h)));
+  auto h = conv1(group_norm_silu(x, norm1));
+  h = conv2(group_norm_silu(h, norm2));
   if (!skip) return x + h;
   return skip_on_output_ ? h + skip(h) : skip(x) + h;
 }
@@ -69,7 +70,7 @@ WindowAttentionImpl::WindowAttentionImpl(int64_t channels, int64_t heads, int64_
 at::Tensor WindowAttentionImpl::forward(const at::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), b = window_;
   const int64_t Hp = (H + b - 1) / b * b, Wp = (W + b - 1) / b * b, nh = Hp / b, nw = Wp / b;
-  auto h = norm(x);
+  auto h = group_norm_silu(x, norm, false);
   const bool padded = Hp != H || Wp != W;
   if (padded) h = F::pad(h, F::PadFuncOptions({0, Wp - W, 0, Hp - H}));
   // Grouping as a permutation of [B, C, nh, b, nw, b]; `inverse` undoes it.

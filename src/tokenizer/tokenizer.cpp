@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include "seqgan/checkpoint.h"
+#include "nn/group_norm.h"
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -47,7 +48,7 @@ at::Tensor EncoderImpl::forward(const at::Tensor& x) {
     if (i + 1 < down->size()) h = at::avg_pool2d(h, 2);  // [B, C, H, W] -> [B, C, H/2, W/2]
   }
   h = mid->size() ? mid->forward(h) : h;
-  return conv_out(at::silu(norm_out(h)));
+  return conv_out(nn::group_norm_silu(h, norm_out));
 }
 
 DecoderLevelImpl::DecoderLevelImpl(int64_t in_channels, int64_t channels, int blocks, int attn_pairs,
@@ -101,7 +102,7 @@ at::Tensor DecoderImpl::forward(const at::Tensor& z) {
   auto h = conv_in(z);
   if (mid->size()) h = mid->forward(h);
   for (int i = static_cast<int>(up->size()) - 1; i >= 0; --i) h = up[i]->as<DecoderLevelImpl>()->forward(h);
-  return conv_out(at::silu(norm_out(h)));
+  return conv_out(nn::group_norm_silu(h, norm_out));
 }
 
 void DecoderImpl::add_attention(int pairs, const TokenizerConfig& c) {

@@ -25,6 +25,7 @@
 #include "seqgan/safetensors.h"
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
+#include "train/optim.h"
 #include "train/run.h"
 #include "transformer/sampling.h"
 #include "transformer/transformer.h"
@@ -130,7 +131,8 @@ ReferenceCase tokenizer_case(const std::string& name, const Config& c, int64_t b
                               case_metadata(name, "tokenizer", c, repeats, min_s));
   }
   rc.retime = [=] { return tokenizer_case(name, c, batch, repeats, min_s, "").rate; };
-  torch::optim::Adam opt(t->parameters(), torch::optim::AdamOptions(1e-4));
+  Adam opt({1e-4, 0.9, 0.999, 1e-8, 0.0});  // the trainer's optimiser; the reference runs torch.optim.Adam
+  for (const auto& p : t->named_parameters()) opt.add(p.key(), p.value());
   rc.rate = best_rate(
       [&] {
         opt.zero_grad();
@@ -166,7 +168,8 @@ ReferenceCase transformer_case(const std::string& name, const Config& c, const T
   rc.retime = [=] { return transformer_case(name, c, space, batch, repeats, min_s, "").rate; };
   m->train();
   const BlasThreads blas(at::get_num_threads());  // as transformer training runs
-  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-4));
+  Adam opt({1e-4, 0.9, 0.999, 1e-8, 0.01});  // as torch.optim.AdamW's defaults, decay on every tensor
+  for (const auto& p : m->named_parameters()) opt.add(p.key(), p.value(), true);
   rc.rate = best_rate(
       [&] {
         opt.zero_grad();

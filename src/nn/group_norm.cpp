@@ -9,9 +9,10 @@
 
 #include "seqgan/error.h"
 
-// The per-sample loops are compiled for AVX2 + FMA as well as the baseline, picked at load time.
+// The per-sample loops are compiled for AVX2 as well as the baseline (SSE2), picked at load time
+// by the CPU's features.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SEQGAN_SIMD_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define SEQGAN_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SEQGAN_SIMD_CLONES
 #endif
@@ -20,30 +21,14 @@ namespace seqgan::nn {
 
 namespace {
 
-// exp(x) for x in [-87, 88] without a library call, so that the loops around it vectorise: 2^n
-// times a degree-6 polynomial on the remainder r = x - n ln 2, |r| <= ln(2)/2 (the Cephes expf
-// coefficients; relative error about 2e-7). Rounding uses the 1.5 * 2^23 trick, which needs no
-// rounding instruction beyond SSE2.
-inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : x;  // comparisons, not fmin/fmax: those are library calls here
-  x = x > 88.0f ? 88.0f : x;
-  const float shifter = 12582912.0f;  // 1.5 * 2^23
-  const float n = (x * 1.44269504088896341f + shifter) - shifter;
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+// out[p, c] = x[p, c] * a[c] + b[c] over HW rows of C channels.
+inline void affine(const float* x, const float* a, const float* b, int64_t HW, int64_t C, float* out) {
+  for (int64_t p = 0; p < HW; ++p) {
+    const float* row = x + p * C;
+    float* o = out + p * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = row[c] * a[c] + b[c];
+  }
 }
-
-inline float sigmoid(float y) { return 1.0f / (1.0f + exp_approx(-y)); }
 
 struct Shape {
   int64_t C, HW, G;
@@ -60,10 +45,10 @@ void fold_affine(const Shape& s, const float* weight, const float* bias, const f
   }
 }
 
-// One sample, channels-last [HW, C]: statistics of each group, then act(x * a + b).
+// One sample, channels-last [HW, C]: statistics of each group, then x * a + b.
 SEQGAN_SIMD_CLONES
-void forward_sample(const Shape& s, const float* x, const float* weight, const float* bias, double eps, bool silu,
-                    float* out, float* mean, float* rstd, double* sum, double* sum_sq, float* a, float* b) {
+void forward_sample(const Shape& s, const float* x, const float* weight, const float* bias, double eps, float* out,
+                    float* mean, float* rstd, double* sum, double* sum_sq, float* a, float* b) {
   const int64_t C = s.C, HW = s.HW, cg = C / s.G;
   for (int64_t c = 0; c < C; ++c) sum[c] = sum_sq[c] = 0.0;
   for (int64_t p = 0; p < HW; ++p) {
@@ -83,40 +68,35 @@ void forward_sample(const Shape& s, const float* x, const float* weight, const f
     rstd[g] = static_cast<float>(1.0 / std::sqrt(var + eps));
   }
   fold_affine(s, weight, bias, mean, rstd, a, b);
-  for (int64_t p = 0; p < HW; ++p) {
-    const float* row = x + p * C;
-    float* o = out + p * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float y = row[c] * a[c] + b[c];
-      o[c] = silu ? y * sigmoid(y) : y;
-    }
-  }
+  affine(x, a, b, HW, C, out);
 }
 
-// One sample backward. Pass 1 turns the output gradient into the normalised value's gradient dy
-// (through SiLU, recomputing y) and sums dy and dy * x per channel; pass 2 maps dy to dx in place:
+// One sample backward. First the output gradient becomes the normalised value's gradient dy in
+// dx: through SiLU, dy = grad * s (1 + y (1 - s)) where dx holds the recomputed y on entry and
+// `sig` its sigmoid; without SiLU, dy = grad. Then dy and dy * x are summed per channel, and a
+// last pass maps dy to dx in place:
 // dx = rstd * (w dy - mean(w dy) - xhat * mean(w dy xhat)) over the group, which is affine in dy
 // and x per channel.
 SEQGAN_SIMD_CLONES
-void backward_sample(const Shape& s, const float* x, const float* grad, const float* weight, const float* bias,
-                     const float* mean, const float* rstd, bool silu, float* dx, double* sum_dy, double* sum_dyx,
-                     float* a, float* b, float* cx, float* c0) {
+void backward_sample(const Shape& s, const float* x, const float* grad, const float* sig, const float* weight,
+                     const float* mean, const float* rstd, float* dx, double* sum_dy, double* sum_dyx, float* a,
+                     float* cx, float* c0) {
   const int64_t C = s.C, HW = s.HW, cg = C / s.G;
-  fold_affine(s, weight, bias, mean, rstd, a, b);
+  if (sig) {
+    for (int64_t i = 0; i < HW * C; ++i) {
+      const float y = dx[i], sg = sig[i];
+      dx[i] = grad[i] * sg * (1.0f + y * (1.0f - sg));
+    }
+  } else {
+    std::memcpy(dx, grad, sizeof(float) * static_cast<size_t>(HW * C));
+  }
   for (int64_t c = 0; c < C; ++c) sum_dy[c] = sum_dyx[c] = 0.0;
   for (int64_t p = 0; p < HW; ++p) {
     const float* row = x + p * C;
-    const float* gr = grad + p * C;
-    float* d = dx + p * C;
+    const float* d = dx + p * C;
     for (int64_t c = 0; c < C; ++c) {
-      float dy = gr[c];
-      if (silu) {
-        const float y = row[c] * a[c] + b[c], sg = sigmoid(y);
-        dy *= sg * (1.0f + y * (1.0f - sg));
-      }
-      d[c] = dy;
-      sum_dy[c] += dy;
-      sum_dyx[c] += static_cast<double>(dy) * row[c];
+      sum_dy[c] += d[c];
+      sum_dyx[c] += static_cast<double>(d[c]) * row[c];
     }
   }
   const double count = static_cast<double>(cg * HW);
@@ -171,9 +151,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward(const at::Tensor& x
   float* mp = mean.data_ptr<float>();
   float* rp = rstd.data_ptr<float>();
   for_each_sample(N, 2 * s.C, 2 * s.C, [&](int64_t n, double* d, float* f) {
-    forward_sample(s, xp + n * s.HW * s.C, w, b, eps, silu, op + n * s.HW * s.C, mp + n * groups, rp + n * groups, d,
+    forward_sample(s, xp + n * s.HW * s.C, w, b, eps, op + n * s.HW * s.C, mp + n * groups, rp + n * groups, d,
                    d + s.C, f, f + s.C);
   });
+  // ATen's SiLU is vectorised for the widest instruction set of the CPU, which a portable build of
+  // this file cannot assume.
+  if (silu) at::silu_(out);
   return {out, mean, rstd};
 }
 
@@ -207,10 +190,19 @@ class GroupNormSiLU : public torch::autograd::Function<GroupNormSiLU> {
     const float* mp = mean.data_ptr<float>();
     const float* rp = rstd.data_ptr<float>();
     float* dp = dx.data_ptr<float>();
-    for_each_sample(N, 0, 4 * C, [&](int64_t n, double*, float* f) {
+    at::Tensor sig;  // through SiLU: dx first holds the recomputed y, sig its sigmoid
+    if (silu) {
+      for_each_sample(N, 0, 2 * C, [&](int64_t n, double*, float* f) {
+        fold_affine(s, w, b, mp + n * groups, rp + n * groups, f, f + C);
+        affine(xp + n * s.HW * C, f, f + C, s.HW, C, dp + n * s.HW * C);
+      });
+      sig = at::sigmoid(dx);
+    }
+    const float* sp = silu ? sig.data_ptr<float>() : nullptr;
+    for_each_sample(N, 0, 3 * C, [&](int64_t n, double*, float* f) {
       const int64_t off = n * s.HW * C;
-      backward_sample(s, xp + off, gp + off, w, b, mp + n * groups, rp + n * groups, silu, dp + off,
-                      sum_dy.data() + n * C, sum_dyx.data() + n * C, f, f + C, f + 2 * C, f + 3 * C);
+      backward_sample(s, xp + off, gp + off, sp ? sp + off : nullptr, w, mp + n * groups, rp + n * groups, dp + off,
+                      sum_dy.data() + n * C, sum_dyx.data() + n * C, f, f + C, f + 2 * C);
     });
     // d weight[c] = sum over samples of rstd * (sum dy x - mean * sum dy); d bias[c] = sum of dy.
     auto dweight = at::empty({C}, weight.options());

@@ -82,7 +82,7 @@ std::string machine_summary() {
   uname(&u);
   std::string s = str(cpu, ", ", available_cores(), " cores, ", u.sysname, " ", u.release, ", libtorch ",
                       TORCH_VERSION_MAJOR, ".", TORCH_VERSION_MINOR, ".", TORCH_VERSION_PATCH, ", ",
-                      at::get_num_threads(), " threads");
+                      at::get_num_threads(), at::get_num_threads() == 1 ? " thread" : " threads");
   if (torch::cuda::is_available()) s += str(", CUDA devices: ", static_cast<int>(torch::cuda::device_count()));
   return s;
 }

@@ -37,10 +37,20 @@ std::vector<double> ticks(double lo, double hi, int n = 5) {
   return out;
 }
 
+// The labels of one axis share the precision of the step between its ticks: "2.0 2.5 3.0", "0 2 4".
+std::string tick_label(double t, const std::vector<double>& all) {
+  const double step = all.size() > 1 ? all[1] - all[0] : 0;
+  if (!(step > 0) || std::abs(t) >= 1e5 || step < 1e-3) return num(t);
+  const int decimals = step >= 1 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(decimals) << t;
+  return os.str();
+}
+
 struct Frame {
   int width, height;
   double left = 58, right = 22, top = 28, bottom = 40;
-  double x0, x1, y0, y1;
+  double x0 = 0, x1 = 1, y0 = 0, y1 = 1;  // the data range, set by each chart
   double px(double x) const { return left + (x - x0) / (x1 - x0 == 0 ? 1 : x1 - x0) * (width - left - right); }
   double py(double y) const { return height - bottom - (y - y0) / (y1 - y0 == 0 ? 1 : y1 - y0) * (height - top - bottom); }
 };
@@ -53,20 +63,21 @@ std::string axes(const Frame& f, const std::string& title, const std::string& x_
      << f.height - f.bottom << "' stroke='#333'/>";
   os << "<line x1='" << f.left << "' y1='" << f.top << "' x2='" << f.left << "' y2='" << f.height - f.bottom
      << "' stroke='#333'/>";
-  for (double t : ticks(f.y0, f.y1)) {
+  const auto y_ticks = ticks(f.y0, f.y1);
+  for (double t : y_ticks) {
     const double y = f.py(t);
     os << "<line x1='" << f.left - 4 << "' y1='" << y << "' x2='" << f.width - f.right << "' y2='" << y
        << "' stroke='#ddd'/>";
-    os << "<text x='" << f.left - 6 << "' y='" << y + 4 << "' text-anchor='end'>" << (log_y ? num(std::pow(10.0, t)) : num(t))
-       << "</text>";
+    os << "<text x='" << f.left - 6 << "' y='" << y + 4 << "' text-anchor='end'>"
+       << (log_y ? num(std::pow(10.0, t)) : tick_label(t, y_ticks)) << "</text>";
   }
-  if (x_ticks)
-    for (double t : ticks(f.x0, f.x1)) {
-      const double x = f.px(t);
-      os << "<line x1='" << x << "' y1='" << f.height - f.bottom << "' x2='" << x << "' y2='" << f.height - f.bottom + 4
-         << "' stroke='#333'/><text x='" << x << "' y='" << f.height - f.bottom + 16 << "' text-anchor='middle'>" << num(t)
-         << "</text>";
-    }
+  const auto x_values = x_ticks ? ticks(f.x0, f.x1) : std::vector<double>{};
+  for (double t : x_values) {
+    const double x = f.px(t);
+    os << "<line x1='" << x << "' y1='" << f.height - f.bottom << "' x2='" << x << "' y2='" << f.height - f.bottom + 4
+       << "' stroke='#333'/><text x='" << x << "' y='" << f.height - f.bottom + 16 << "' text-anchor='middle'>"
+       << tick_label(t, x_values) << "</text>";
+  }
   os << "<text x='" << (f.left + f.width - f.right) / 2 << "' y='" << f.height - 6 << "' text-anchor='middle'>"
      << escape(x_label) << "</text>";
   os << "<text x='14' y='" << (f.top + f.height - f.bottom) / 2 << "' text-anchor='middle' transform='rotate(-90 14 "

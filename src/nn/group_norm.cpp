@@ -30,6 +30,19 @@ inline void affine(const float* x, const float* a, const float* b, int64_t HW, i
   }
 }
 
+// Per channel over HW rows of C channels: s1[c] = sum of u, s2[c] = sum of u * v (in double).
+inline void channel_sums(const float* u, const float* v, int64_t HW, int64_t C, double* s1, double* s2) {
+  for (int64_t c = 0; c < C; ++c) s1[c] = s2[c] = 0.0;
+  for (int64_t p = 0; p < HW; ++p) {
+    const float* ur = u + p * C;
+    const float* vr = v + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      s1[c] += ur[c];
+      s2[c] += static_cast<double>(ur[c]) * vr[c];
+    }
+  }
+}
+
 struct Shape {
   int64_t C, HW, G;
 };
@@ -50,15 +63,7 @@ SEQGAN_SIMD_CLONES
 void forward_sample(const Shape& s, const float* x, const float* weight, const float* bias, double eps, float* out,
                     float* mean, float* rstd, double* sum, double* sum_sq, float* a, float* b) {
   const int64_t C = s.C, HW = s.HW, cg = C / s.G;
-  for (int64_t c = 0; c < C; ++c) sum[c] = sum_sq[c] = 0.0;
-  for (int64_t p = 0; p < HW; ++p) {
-    const float* row = x + p * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const double v = row[c];
-      sum[c] += v;
-      sum_sq[c] += v * v;
-    }
-  }
+  channel_sums(x, x, HW, C, sum, sum_sq);
   const double count = static_cast<double>(cg * HW);
   for (int64_t g = 0; g < s.G; ++g) {
     double s1 = 0, s2 = 0;
@@ -90,15 +95,7 @@ void backward_sample(const Shape& s, const float* x, const float* grad, const fl
   } else {
     std::memcpy(dx, grad, sizeof(float) * static_cast<size_t>(HW * C));
   }
-  for (int64_t c = 0; c < C; ++c) sum_dy[c] = sum_dyx[c] = 0.0;
-  for (int64_t p = 0; p < HW; ++p) {
-    const float* row = x + p * C;
-    const float* d = dx + p * C;
-    for (int64_t c = 0; c < C; ++c) {
-      sum_dy[c] += d[c];
-      sum_dyx[c] += static_cast<double>(d[c]) * row[c];
-    }
-  }
+  channel_sums(dx, x, HW, C, sum_dy, sum_dyx);
   const double count = static_cast<double>(cg * HW);
   for (int64_t g = 0; g < s.G; ++g) {
     const double m = mean[g], r = rstd[g];

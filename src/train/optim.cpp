@@ -72,7 +72,7 @@ void Adam::step() {
                 static_cast<float>(step_size), static_cast<float>(decay));
       continue;
     }
-    if (s.decay && options_.weight_decay > 0) s.param.mul_(1 - options_.lr * options_.weight_decay);
+    if (decay != 1.0) s.param.mul_(decay);
     s.exp_avg.mul_(options_.beta1).add_(g, 1 - options_.beta1);
     s.exp_avg_sq.mul_(options_.beta2).addcmul_(g, g, 1 - options_.beta2);
     const auto denom = (s.exp_avg_sq.sqrt() / bc2_sqrt).add_(options_.eps);

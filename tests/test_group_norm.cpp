@@ -40,9 +40,10 @@ TEST(GroupNormSiLU, FusedChannelsLastKernelMatchesATenInDoublePrecision) {
     int64_t n, c, h, w, groups;
   };
   // Widths of the presets (8 groups of 4 to 16 channels), a channel count that is not a multiple of
-  // the vector width, a single group, one channel per group and an odd spatial size.
+  // the vector width, a single group, one channel per group, an odd spatial size, and 1,024 positions
+  // (the per-channel sums add blocks of 32 rows in float).
   for (const Case k : {Case{3, 32, 8, 8, 8}, Case{2, 64, 5, 7, 8}, Case{4, 12, 6, 6, 3}, Case{1, 20, 9, 4, 1},
-                       Case{2, 6, 3, 3, 6}}) {
+                       Case{2, 6, 3, 3, 6}, Case{2, 16, 32, 32, 4}}) {
     for (const bool silu : {true, false}) {
       // An offset and scale per channel so that the statistics are not those of a unit normal.
       auto x = (at::randn({k.n, k.c, k.h, k.w}) * 2.5 + at::randn({1, k.c, 1, 1}) * 3)

@@ -3,16 +3,18 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "seqgan/error.h"
 
-// The per-sample loops are compiled for AVX2 as well as the baseline (SSE2), picked at load time
-// by the CPU's features.
+// The per-sample loops are compiled for AVX-512 and AVX2 as well as the baseline (SSE2), picked at
+// load time by the CPU's features.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SEQGAN_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#define SEQGAN_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SEQGAN_SIMD_CLONES
 #endif
@@ -21,25 +23,92 @@ namespace seqgan::nn {
 
 namespace {
 
-// out[p, c] = x[p, c] * a[c] + b[c] over HW rows of C channels.
-inline void affine(const float* x, const float* a, const float* b, int64_t HW, int64_t C, float* out) {
-  for (int64_t p = 0; p < HW; ++p) {
-    const float* row = x + p * C;
-    float* o = out + p * C;
-    for (int64_t c = 0; c < C; ++c) o[c] = row[c] * a[c] + b[c];
+// exp(x) to within 2e-7 relative (about 1 ulp; Cody-Waite reduction to |r| <= ln2 / 2, then a
+// degree-6 polynomial, then the exponent bits). No branches and no library call, so that the loops
+// calling it vectorise. Inputs are clamped to [-87, 88], where float's exp neither overflows nor
+// becomes denormal; sigmoid() only needs that range.
+inline float fast_exp(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(x / ln 2): 1.5 * 2^23 trick
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;    // x - n ln 2 in two parts
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float sigmoid(float v) { return 1.0f / (1.0f + fast_exp(-v)); }
+
+// Per-channel sums over HW rows of C channels are added in float over blocks of this many rows
+// (vectorised across channels), and the blocks in double: one float rounding per 32 terms.
+constexpr int64_t kBlockRows = 32;
+
+// One row of C channels: b1 += u, b2 += u * v. The row helpers below take restrict pointers so that
+// the compiler vectorises them without run-time overlap checks.
+inline void sums_row(const float* __restrict u, const float* __restrict v, int64_t C, float* __restrict b1,
+                     float* __restrict b2) {
+  for (int64_t c = 0; c < C; ++c) {
+    b1[c] += u[c];
+    b2[c] += u[c] * v[c];
   }
 }
 
-// Per channel over HW rows of C channels: s1[c] = sum of u, s2[c] = sum of u * v (in double).
-inline void channel_sums(const float* u, const float* v, int64_t HW, int64_t C, double* s1, double* s2) {
-  for (int64_t c = 0; c < C; ++c) s1[c] = s2[c] = 0.0;
-  for (int64_t p = 0; p < HW; ++p) {
-    const float* ur = u + p * C;
-    const float* vr = v + p * C;
+// out = x * a + b, then SiLU when `silu`.
+inline void affine_row(const float* __restrict x, const float* __restrict a, const float* __restrict b, int64_t C,
+                       bool silu, float* __restrict out) {
+  if (silu) {
     for (int64_t c = 0; c < C; ++c) {
-      s1[c] += ur[c];
-      s2[c] += static_cast<double>(ur[c]) * vr[c];
+      const float y = x[c] * a[c] + b[c];
+      out[c] = y * sigmoid(y);
     }
+  } else {
+    for (int64_t c = 0; c < C; ++c) out[c] = x[c] * a[c] + b[c];
+  }
+}
+
+// Through SiLU: y = x * a + b, d = g * s (1 + y (1 - s)) with s = sigmoid(y); b1 += d, b2 += d * x.
+inline void silu_grad_row(const float* __restrict x, const float* __restrict g, const float* __restrict a,
+                          const float* __restrict b, int64_t C, float* __restrict d, float* __restrict b1,
+                          float* __restrict b2) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float y = x[c] * a[c] + b[c], sg = sigmoid(y);
+    const float dy = g[c] * sg * (1.0f + y * (1.0f - sg));
+    d[c] = dy;
+    b1[c] += dy;
+    b2[c] += dy * x[c];
+  }
+}
+
+// d = a * dy + cx * x + c0 (dy may be d itself).
+inline void input_grad_row(const float* __restrict x, const float* dy, const float* __restrict a,
+                           const float* __restrict cx, const float* __restrict c0, int64_t C, float* d) {
+  for (int64_t c = 0; c < C; ++c) d[c] = a[c] * dy[c] + cx[c] * x[c] + c0[c];
+}
+
+// Adds the float block sums b1, b2 (C each) into s1, s2 and clears them.
+inline void flush_block(int64_t C, float* b1, float* b2, double* s1, double* s2) {
+  for (int64_t c = 0; c < C; ++c) {
+    s1[c] += b1[c];
+    s2[c] += b2[c];
+    b1[c] = b2[c] = 0.0f;
+  }
+}
+
+// Per channel over HW rows of C channels: s1[c] = sum of u, s2[c] = sum of u * v. b1, b2: C floats
+// of scratch.
+inline void channel_sums(const float* u, const float* v, int64_t HW, int64_t C, double* s1, double* s2, float* b1,
+                         float* b2) {
+  for (int64_t c = 0; c < C; ++c) s1[c] = s2[c] = 0.0, b1[c] = b2[c] = 0.0f;
+  for (int64_t p = 0; p < HW; ++p) {
+    sums_row(u + p * C, v + p * C, C, b1, b2);
+    if ((p + 1) % kBlockRows == 0 || p + 1 == HW) flush_block(C, b1, b2, s1, s2);
   }
 }
 
@@ -58,12 +127,14 @@ void fold_affine(const Shape& s, const float* weight, const float* bias, const f
   }
 }
 
-// One sample, channels-last [HW, C]: statistics of each group, then x * a + b.
+// One sample, channels-last [HW, C]: statistics of each group, then x * a + b (and SiLU) in one pass.
+// Scratch: sum, sum_sq (C doubles each), a, b, b1, b2 (C floats each).
 SEQGAN_SIMD_CLONES
-void forward_sample(const Shape& s, const float* x, const float* weight, const float* bias, double eps, float* out,
-                    float* mean, float* rstd, double* sum, double* sum_sq, float* a, float* b) {
+void forward_sample(const Shape& s, const float* x, const float* weight, const float* bias, double eps, bool silu,
+                    float* out, float* mean, float* rstd, double* sum, double* sum_sq, float* a, float* b, float* b1,
+                    float* b2) {
   const int64_t C = s.C, HW = s.HW, cg = C / s.G;
-  channel_sums(x, x, HW, C, sum, sum_sq);
+  channel_sums(x, x, HW, C, sum, sum_sq, b1, b2);
   const double count = static_cast<double>(cg * HW);
   for (int64_t g = 0; g < s.G; ++g) {
     double s1 = 0, s2 = 0;
@@ -73,29 +144,31 @@ void forward_sample(const Shape& s, const float* x, const float* weight, const f
     rstd[g] = static_cast<float>(1.0 / std::sqrt(var + eps));
   }
   fold_affine(s, weight, bias, mean, rstd, a, b);
-  affine(x, a, b, HW, C, out);
+  for (int64_t p = 0; p < HW; ++p) affine_row(x + p * C, a, b, C, silu, out + p * C);
 }
 
-// One sample backward. First the output gradient becomes the normalised value's gradient dy in
-// dx: through SiLU, dy = grad * s (1 + y (1 - s)) where dx holds the recomputed y on entry and
-// `sig` its sigmoid; without SiLU, dy = grad. Then dy and dy * x are summed per channel, and a
-// last pass maps dy to dx in place:
+// One sample backward, two passes. The first recomputes the normalised value y = x * a + b, turns
+// the output gradient into y's gradient dy (through SiLU: dy = grad * s (1 + y (1 - s)), s the
+// sigmoid of y; without SiLU dy = grad), stores it in dx and sums dy and dy * x per channel. The
+// second maps dy to dx in place:
 // dx = rstd * (w dy - mean(w dy) - xhat * mean(w dy xhat)) over the group, which is affine in dy
-// and x per channel.
+// and x per channel. Scratch: a, b, cx, c0, b1, b2 (C floats each).
 SEQGAN_SIMD_CLONES
-void backward_sample(const Shape& s, const float* x, const float* grad, const float* sig, const float* weight,
-                     const float* mean, const float* rstd, float* dx, double* sum_dy, double* sum_dyx, float* a,
-                     float* cx, float* c0) {
+void backward_sample(const Shape& s, const float* x, const float* grad, bool silu, const float* weight,
+                     const float* bias, const float* mean, const float* rstd, float* dx, double* sum_dy,
+                     double* sum_dyx, float* a, float* b, float* cx, float* c0, float* b1, float* b2) {
   const int64_t C = s.C, HW = s.HW, cg = C / s.G;
-  if (sig) {
-    for (int64_t i = 0; i < HW * C; ++i) {
-      const float y = dx[i], sg = sig[i];
-      dx[i] = grad[i] * sg * (1.0f + y * (1.0f - sg));
+  if (silu) {
+    fold_affine(s, weight, bias, mean, rstd, a, b);
+    for (int64_t c = 0; c < C; ++c) sum_dy[c] = sum_dyx[c] = 0.0, b1[c] = b2[c] = 0.0f;
+    for (int64_t p = 0; p < HW; ++p) {
+      silu_grad_row(x + p * C, grad + p * C, a, b, C, dx + p * C, b1, b2);
+      if ((p + 1) % kBlockRows == 0 || p + 1 == HW) flush_block(C, b1, b2, sum_dy, sum_dyx);
     }
   } else {
-    std::memcpy(dx, grad, sizeof(float) * static_cast<size_t>(HW * C));
+    channel_sums(grad, x, HW, C, sum_dy, sum_dyx, b1, b2);
   }
-  channel_sums(dx, x, HW, C, sum_dy, sum_dyx);
+  const float* dy = silu ? dx : grad;
   const double count = static_cast<double>(cg * HW);
   for (int64_t g = 0; g < s.G; ++g) {
     const double m = mean[g], r = rstd[g];
@@ -112,11 +185,7 @@ void backward_sample(const Shape& s, const float* x, const float* grad, const fl
       c0[c] = static_cast<float>(r * r * m * m2 - r * m1);
     }
   }
-  for (int64_t p = 0; p < HW; ++p) {
-    const float* row = x + p * C;
-    float* d = dx + p * C;
-    for (int64_t c = 0; c < C; ++c) d[c] = a[c] * d[c] + cx[c] * row[c] + c0[c];
-  }
+  for (int64_t p = 0; p < HW; ++p) input_grad_row(x + p * C, dy + p * C, a, cx, c0, C, dx + p * C);
 }
 
 Shape shape_of(const at::Tensor& x, int64_t groups) { return {x.size(1), x.size(2) * x.size(3), groups}; }
@@ -147,13 +216,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward(const at::Tensor& x
   float* op = out.data_ptr<float>();
   float* mp = mean.data_ptr<float>();
   float* rp = rstd.data_ptr<float>();
-  for_each_sample(N, 2 * s.C, 2 * s.C, [&](int64_t n, double* d, float* f) {
-    forward_sample(s, xp + n * s.HW * s.C, w, b, eps, op + n * s.HW * s.C, mp + n * groups, rp + n * groups, d,
-                   d + s.C, f, f + s.C);
+  for_each_sample(N, 2 * s.C, 4 * s.C, [&](int64_t n, double* d, float* f) {
+    forward_sample(s, xp + n * s.HW * s.C, w, b, eps, silu, op + n * s.HW * s.C, mp + n * groups, rp + n * groups, d,
+                   d + s.C, f, f + s.C, f + 2 * s.C, f + 3 * s.C);
   });
-  // ATen's SiLU is vectorised for the widest instruction set of the CPU, which a portable build of
-  // this file cannot assume.
-  if (silu) at::silu_(out);
   return {out, mean, rstd};
 }
 
@@ -187,19 +253,11 @@ class GroupNormSiLU : public torch::autograd::Function<GroupNormSiLU> {
     const float* mp = mean.data_ptr<float>();
     const float* rp = rstd.data_ptr<float>();
     float* dp = dx.data_ptr<float>();
-    at::Tensor sig;  // through SiLU: dx first holds the recomputed y, sig its sigmoid
-    if (silu) {
-      for_each_sample(N, 0, 2 * C, [&](int64_t n, double*, float* f) {
-        fold_affine(s, w, b, mp + n * groups, rp + n * groups, f, f + C);
-        affine(xp + n * s.HW * C, f, f + C, s.HW, C, dp + n * s.HW * C);
-      });
-      sig = at::sigmoid(dx);
-    }
-    const float* sp = silu ? sig.data_ptr<float>() : nullptr;
-    for_each_sample(N, 0, 3 * C, [&](int64_t n, double*, float* f) {
+    for_each_sample(N, 0, 6 * C, [&](int64_t n, double*, float* f) {
       const int64_t off = n * s.HW * C;
-      backward_sample(s, xp + off, gp + off, sp ? sp + off : nullptr, w, mp + n * groups, rp + n * groups, dp + off,
-                      sum_dy.data() + n * C, sum_dyx.data() + n * C, f, f + C, f + 2 * C);
+      backward_sample(s, xp + off, gp + off, silu, w, b, mp + n * groups, rp + n * groups, dp + off,
+                      sum_dy.data() + n * C, sum_dyx.data() + n * C, f, f + C, f + 2 * C, f + 3 * C, f + 4 * C,
+                      f + 5 * C);
     });
     // d weight[c] = sum over samples of rstd * (sum dy x - mean * sum dy); d bias[c] = sum of dy.
     auto dweight = at::empty({C}, weight.options());

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "nn/blocks.h"
 #include "seqgan/config.h"
 #include "tokenizer/tokenizer.h"
 
@@ -50,6 +51,26 @@ TEST(Tokenizer, ShapesAndRoundTripThroughIndices) {
   const auto idx = t->encode_indices(x);
   EXPECT_TRUE(torch::equal(idx, out.quant.indices));
   EXPECT_TRUE(torch::allclose(t->decode_indices(idx), out.reconstruction, 1e-5, 1e-5));
+}
+
+TEST(Tokenizer, GreyImagesRunChannelsLastThroughTheBlocks) {
+  // A one-channel image is both NCHW- and NHWC-contiguous, and libtorch reads it as NCHW: without
+  // the encoder's restriding, the first convolution ran NCHW and the first level's blocks followed.
+  const auto grey = torch::rand({2, 1, 8, 8});
+  EXPECT_NE(grey.suggest_memory_format(), at::MemoryFormat::ChannelsLast);
+  const auto restrided = nn::to_channels_last(grey);
+  EXPECT_EQ(restrided.suggest_memory_format(), at::MemoryFormat::ChannelsLast);
+  EXPECT_TRUE(torch::equal(restrided, grey));
+  const auto w = torch::randn({4, 1, 3, 3}).contiguous(at::MemoryFormat::ChannelsLast);
+  EXPECT_EQ(at::conv2d(restrided, w, {}, 1, 1).suggest_memory_format(), at::MemoryFormat::ChannelsLast);
+
+  // The quantiser hands the decoder channels-last codes, from the forward pass and from indices.
+  const Config c = make_preset("fmnist");
+  Tokenizer t(c.tokenizer, c.quantizer, 1);
+  torch::NoGradGuard ng;
+  const auto out = t->forward(torch::rand({2, 1, 32, 32}));
+  EXPECT_EQ(out.quant.z_q.suggest_memory_format(), at::MemoryFormat::ChannelsLast);
+  EXPECT_EQ(t->quantizer->lookup(out.quant.indices).suggest_memory_format(), at::MemoryFormat::ChannelsLast);
 }
 
 TEST(Tokenizer, SkipLayoutFlagChangesTheBlock) {

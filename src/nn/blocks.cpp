@@ -22,6 +22,11 @@ void use_channels_last(torch::nn::Module& module) {
     if (b.dim() == 4) b.set_data(b.contiguous(at::MemoryFormat::ChannelsLast));
 }
 
+at::Tensor to_channels_last(const at::Tensor& x) {
+  if (x.dim() != 4 || x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) return x;
+  return at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast)).copy_(x);
+}
+
 namespace {
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, bool bias) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).padding(k / 2).bias(bias));
@@ -62,6 +67,7 @@ class InterleavePhases : public torch::autograd::Function<InterleavePhases> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y) {
     const int64_t B = y.size(0), O = y.size(1) / 4, H = y.size(2) - 1, W = y.size(3) - 1;
     ctx->saved_data["shape"] = y.sizes().vec();
+    ctx->saved_data["channels_last"] = y.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
     auto out = at::empty({B, O, 2 * H, 2 * W}, y.options().memory_format(y.suggest_memory_format()));
     const auto yv = y.view({B, 2, 2, O, H + 1, W + 1});
     const auto ov = out.view({B, O, H, 2, W, 2});
@@ -77,7 +83,10 @@ class InterleavePhases : public torch::autograd::Function<InterleavePhases> {
     const int64_t B = shape[0], O = shape[1] / 4, H = shape[2] - 1, W = shape[3] - 1;
     const auto& g = grads[0];
     // Each phase leaves one row and one column of its (H + 1) x (W + 1) block unread: zero them.
-    auto gy = at::zeros(shape, g.options().memory_format(g.suggest_memory_format()));
+    // In y's layout, which the convolution's backward reads.
+    const auto format = ctx->saved_data["channels_last"].toBool() ? at::MemoryFormat::ChannelsLast
+                                                                   : at::MemoryFormat::Contiguous;
+    auto gy = at::empty(shape, g.options().memory_format(format)).zero_();  // at::zeros drops the format
     const auto gyv = gy.view({B, 2, 2, O, H + 1, W + 1});
     const auto gv = g.view({B, O, H, 2, W, 2});
     for (int64_t a = 0; a < 2; ++a)

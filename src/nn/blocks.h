@@ -18,6 +18,12 @@ struct NormSpec {
 // values are unchanged, and checkpoints are written in the usual contiguous layout.
 void use_channels_last(torch::nn::Module& module);
 
+// x with channels-last strides (a copy unless it has them), so that convolutions with
+// channels-last weights keep that layout. With one channel, NCHW and NHWC hold the same bytes but
+// libtorch reads a contiguous tensor as NCHW: the first convolution of grey images would run in
+// NCHW and hand NCHW on to the blocks after it.
+at::Tensor to_channels_last(const at::Tensor& x);
+
 torch::nn::GroupNorm make_norm(int64_t channels, const NormSpec& spec);
 
 // GN, SiLU, conv3x3, GN, SiLU, conv3x3 (no biases). When the width changes, a 1x1 conv (no bias)

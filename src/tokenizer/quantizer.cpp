@@ -79,7 +79,7 @@ at::Tensor QuantizerImpl::nearest(const at::Tensor& z_e) {
 at::Tensor QuantizerImpl::lookup(const at::Tensor& indices) {
   at::Tensor e = at::embedding(codes(), indices);  // [B, h, w, d]
   if (factorized()) e = out_proj->forward(e);      // [B, h, w, D]
-  return e.permute({0, 3, 1, 2}).contiguous();
+  return e.permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast);  // the decoder's layout, no copy
 }
 
 QuantizerOutput QuantizerImpl::forward(const at::Tensor& z_e_in) {
@@ -100,7 +100,8 @@ QuantizerOutput QuantizerImpl::forward(const at::Tensor& z_e_in) {
   out.commit_loss = config_.beta * at::mse_loss(z, z_q.detach());
   at::Tensor st = z + (z_q - z).detach();  // straight-through
   if (factorized()) st = out_proj->forward(st);
-  out.z_q = st.view({B, h, w, D}).permute({0, 3, 1, 2}).contiguous().to(z_e_in.scalar_type());
+  // Channels-last, the layout of the encoder's output and of the decoder's convolutions: no copy.
+  out.z_q = st.view({B, h, w, D}).permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast).to(z_e_in.scalar_type());
   out.lookup_space = z.detach();
   out.entropy_loss = at::zeros({}, z_e.options());
   if (need_soft) {

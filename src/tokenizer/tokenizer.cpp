@@ -42,7 +42,7 @@ EncoderImpl::EncoderImpl(const TokenizerConfig& c, int image_channels) {
 }
 
 at::Tensor EncoderImpl::forward(const at::Tensor& x) {
-  auto h = conv_in(x);
+  auto h = conv_in(nn::to_channels_last(x));
   for (size_t i = 0; i < down->size(); ++i) {
     h = down_blocks_[i]->forward(h);
     if (i + 1 < down->size()) h = at::avg_pool2d(h, 2);  // [B, C, H, W] -> [B, C, H/2, W/2]

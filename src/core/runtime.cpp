@@ -5,6 +5,9 @@
 #include <sched.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <cstdlib>
 #include <fstream>
@@ -53,6 +56,11 @@ int set_threads(int n) {
       count = std::max(1, count / std::atoi(local));
   }
   at::set_num_threads(count);
+#ifdef _OPENMP
+  // The OpenMP runtime seqgan's own parallel loops run on: libtorch's on Debian, a second copy
+  // beside the one a pip-installed PyTorch bundles; give both the same count.
+  omp_set_num_threads(count);
+#endif
   set_blas_threads(1);
   return at::get_num_threads();
 }

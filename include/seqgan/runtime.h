@@ -1,6 +1,7 @@
 // Process-wide runtime settings: threads and devices.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace seqgan {
@@ -44,6 +45,10 @@ class BlasThreads {
 // 1.3x faster. The resident set stays at its peak instead of shrinking between steps. Does
 // nothing when GLIBC_TUNABLES sets malloc tunables. The seqgan command calls it at start.
 void tune_memory_allocator();
+
+// The largest block tune_memory_allocator keeps in the heap: larger ones are fresh mappings,
+// page-faulted in on every use.
+inline constexpr int64_t kHeapBlockBytes = int64_t{32} << 20;
 
 // "auto" picks CUDA when this build and machine have it, else CPU. Returns "cpu" or "cuda".
 std::string resolve_device(const std::string& requested);

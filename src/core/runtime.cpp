@@ -42,7 +42,7 @@ int set_blas_threads(int n) {
 void tune_memory_allocator() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (tunables && std::string(tunables).find("glibc.malloc") != std::string::npos) return;
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed threshold on 64-bit
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHeapBlockBytes));  // glibc's largest allowed threshold on 64-bit
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 

@@ -3,6 +3,7 @@
 #include "nn/attention.h"
 #include "nn/group_norm.h"
 #include "seqgan/error.h"
+#include "seqgan/runtime.h"
 
 namespace seqgan::nn {
 
@@ -62,6 +63,17 @@ at::Tensor fold_taps(const at::Tensor& w, int64_t dim, int64_t phase) {
 
 // [B, 4 O, H + 1, W + 1] (phase (a, b) in channel block 2a + b, its value for output (2i + a, 2j + b)
 // at (i + a, j + b)) <-> [B, O, 2H, 2W]. Plain strided copies both ways; keeps the memory format.
+// fn(phase of y [B, O, H, W], the same phase of out [B, O, H, W]) for the four phases, as views.
+template <typename Fn>
+void for_each_phase(const at::Tensor& y, const at::Tensor& out, const Fn& fn) {
+  const int64_t B = y.size(0), O = y.size(1) / 4, H = y.size(2) - 1, W = y.size(3) - 1;
+  const auto yv = y.view({B, 2, 2, O, H + 1, W + 1});
+  const auto ov = out.view({B, O, H, 2, W, 2});
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t b = 0; b < 2; ++b)
+      fn(yv.select(1, a).select(1, b).narrow(2, a, H).narrow(3, b, W), ov.select(5, b).select(3, a));
+}
+
 class InterleavePhases : public torch::autograd::Function<InterleavePhases> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y) {
@@ -69,29 +81,20 @@ class InterleavePhases : public torch::autograd::Function<InterleavePhases> {
     ctx->saved_data["shape"] = y.sizes().vec();
     ctx->saved_data["channels_last"] = y.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
     auto out = at::empty({B, O, 2 * H, 2 * W}, y.options().memory_format(y.suggest_memory_format()));
-    const auto yv = y.view({B, 2, 2, O, H + 1, W + 1});
-    const auto ov = out.view({B, O, H, 2, W, 2});
-    for (int64_t a = 0; a < 2; ++a)
-      for (int64_t b = 0; b < 2; ++b)
-        ov.select(5, b).select(3, a).copy_(yv.select(1, a).select(1, b).narrow(2, a, H).narrow(3, b, W));
+    for_each_phase(y, out, [](const at::Tensor& phase, const at::Tensor& out_phase) { out_phase.copy_(phase); });
     return out;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto shape = ctx->saved_data["shape"].toIntVector();
-    const int64_t B = shape[0], O = shape[1] / 4, H = shape[2] - 1, W = shape[3] - 1;
     const auto& g = grads[0];
     // Each phase leaves one row and one column of its (H + 1) x (W + 1) block unread: zero them.
     // In y's layout, which the convolution's backward reads.
     const auto format = ctx->saved_data["channels_last"].toBool() ? at::MemoryFormat::ChannelsLast
                                                                    : at::MemoryFormat::Contiguous;
     auto gy = at::empty(shape, g.options().memory_format(format)).zero_();  // at::zeros drops the format
-    const auto gyv = gy.view({B, 2, 2, O, H + 1, W + 1});
-    const auto gv = g.view({B, O, H, 2, W, 2});
-    for (int64_t a = 0; a < 2; ++a)
-      for (int64_t b = 0; b < 2; ++b)
-        gyv.select(1, a).select(1, b).narrow(2, a, H).narrow(3, b, W).copy_(gv.select(5, b).select(3, a));
+    for_each_phase(gy, g, [](const at::Tensor& phase, const at::Tensor& out_phase) { phase.copy_(out_phase); });
     return {gy};
   }
 };
@@ -104,7 +107,7 @@ bool fold_pays_off(const at::Tensor& x, int64_t out_channels) {
   // 128x128 took 1.7x as long). GPUs keep the plain path: not measured there.
   const int64_t H = x.size(2), W = x.size(3);
   const int64_t folded_bytes = x.size(0) * 4 * out_channels * (H + 1) * (W + 1) * static_cast<int64_t>(x.element_size());
-  return x.device().is_cpu() && std::min(H, W) >= 16 && folded_bytes <= (int64_t{32} << 20);
+  return x.device().is_cpu() && std::min(H, W) >= 16 && folded_bytes <= kHeapBlockBytes;
 }
 
 }  // namespace

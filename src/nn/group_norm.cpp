@@ -101,15 +101,23 @@ inline void flush_block(int64_t C, float* b1, float* b2, double* s1, double* s2)
   }
 }
 
-// Per channel over HW rows of C channels: s1[c] = sum of u, s2[c] = sum of u * v. b1, b2: C floats
-// of scratch.
-inline void channel_sums(const float* u, const float* v, int64_t HW, int64_t C, double* s1, double* s2, float* b1,
-                         float* b2) {
+// Per-channel sums over HW rows: row(p, b1, b2) adds row p's terms into the float block sums b1, b2
+// (C floats of scratch each), which go into the double sums s1, s2 every kBlockRows rows.
+template <typename RowFn>
+inline void blocked_channel_sums(int64_t HW, int64_t C, double* s1, double* s2, float* b1, float* b2,
+                                 const RowFn& row) {
   for (int64_t c = 0; c < C; ++c) s1[c] = s2[c] = 0.0, b1[c] = b2[c] = 0.0f;
   for (int64_t p = 0; p < HW; ++p) {
-    sums_row(u + p * C, v + p * C, C, b1, b2);
+    row(p, b1, b2);
     if ((p + 1) % kBlockRows == 0 || p + 1 == HW) flush_block(C, b1, b2, s1, s2);
   }
+}
+
+// Per channel over HW rows of C channels: s1[c] = sum of u, s2[c] = sum of u * v.
+inline void channel_sums(const float* u, const float* v, int64_t HW, int64_t C, double* s1, double* s2, float* b1,
+                         float* b2) {
+  blocked_channel_sums(HW, C, s1, s2, b1, b2,
+                       [&](int64_t p, float* r1, float* r2) { sums_row(u + p * C, v + p * C, C, r1, r2); });
 }
 
 struct Shape {
@@ -160,11 +168,9 @@ void backward_sample(const Shape& s, const float* x, const float* grad, bool sil
   const int64_t C = s.C, HW = s.HW, cg = C / s.G;
   if (silu) {
     fold_affine(s, weight, bias, mean, rstd, a, b);
-    for (int64_t c = 0; c < C; ++c) sum_dy[c] = sum_dyx[c] = 0.0, b1[c] = b2[c] = 0.0f;
-    for (int64_t p = 0; p < HW; ++p) {
-      silu_grad_row(x + p * C, grad + p * C, a, b, C, dx + p * C, b1, b2);
-      if ((p + 1) % kBlockRows == 0 || p + 1 == HW) flush_block(C, b1, b2, sum_dy, sum_dyx);
-    }
+    blocked_channel_sums(HW, C, sum_dy, sum_dyx, b1, b2, [&](int64_t p, float* r1, float* r2) {
+      silu_grad_row(x + p * C, grad + p * C, a, b, C, dx + p * C, r1, r2);
+    });
   } else {
     channel_sums(grad, x, HW, C, sum_dy, sum_dyx, b1, b2);
   }

@@ -38,6 +38,33 @@ TEST(Config, PresetsResolveAndValidate) {
   EXPECT_EQ(latent_size(fm), 8);
 }
 
+// The unconditional data sets of the supplement's Tables 3 and 4.
+TEST(Config, UnconditionalPresetsCarryThePapersSettings) {
+  struct Row {
+    const char* preset;
+    const char* dataset;
+    int64_t batch1, iters1, batch2, batch_transformer;
+  };
+  for (const Row& r : {Row{"ffhq", "image-folder", 64, 300000, 32, 32}, Row{"lsun-cat", "lmdb", 64, 26000, 64, 256},
+                       Row{"lsun-bedroom", "lmdb", 64, 48000, 64, 256}, Row{"lsun-church", "lmdb", 32, 4000, 32, 64}}) {
+    const Config c = make_preset(r.preset);
+    EXPECT_EQ(c.data.dataset, r.dataset) << r.preset;
+    EXPECT_EQ(c.transformer.num_classes, 0) << r.preset;
+    EXPECT_EQ(c.train_tokenizer.batch_size, r.batch1) << r.preset;
+    EXPECT_EQ(c.train_tokenizer.iterations, r.iters1) << r.preset;
+    EXPECT_EQ(c.phase2.batch_size, r.batch2) << r.preset;
+    EXPECT_EQ(c.phase2.iterations, 200000) << r.preset;
+    EXPECT_EQ(c.train_ar.batch_size, r.batch_transformer) << r.preset;
+    EXPECT_EQ(c.train_nar.batch_size, r.batch_transformer) << r.preset;
+    EXPECT_EQ(c.train_ar.iterations, 500000) << r.preset;
+    EXPECT_DOUBLE_EQ(c.sample.top_p, 0.98) << r.preset;
+    EXPECT_DOUBLE_EQ(c.sample.sample_temperature, 0.65) << r.preset;
+    const bool lsun = std::string(r.dataset) == "lmdb";
+    EXPECT_DOUBLE_EQ(c.train_tokenizer.lr, lsun ? 5e-5 : 1e-4) << r.preset;
+    EXPECT_EQ(c.train_tokenizer.lr_schedule, lsun ? "constant" : "cosine") << r.preset;
+  }
+}
+
 TEST(Config, WrongPresetNameIsAnErrorListingPresets) {
   expect_error([] { make_preset("papper"); }, {"unknown preset 'papper'", "fmnist", "paper-large"});
 }

@@ -11,9 +11,12 @@ namespace seqgan {
 
 // Where images come from and how they are prepared (SPEC section 6).
 struct DataConfig {
-  std::string dataset = "fashion-mnist";  // fashion-mnist | idx | image-folder
+  std::string dataset = "fashion-mnist";  // fashion-mnist | idx | image-folder | lmdb | shards
   std::string root = "/usr/share/datasets/fashion-mnist";
-  std::string val_root;                   // image-folder: the held-out folder (empty: none)
+  std::string val_root;                   // image-folder, lmdb, shards: the held-out data (empty: none)
+  std::string class_name;                 // lmdb: the one class of every image (empty: unlabeled)
+  std::string preprocess = "resize";      // resize (torchvision Resize + crop) | adm (center_crop_arr)
+  std::string resize_filter = "bilinear"; // box | bilinear | bicubic | lanczos (PIL's filters)
   int channels = 3;
   int resolution = 256;
   int pad = 0;                            // constant padding before resizing (MNIST 28 -> 32)

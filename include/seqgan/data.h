@@ -1,4 +1,4 @@
-// Data sets (IDX / Fashion-MNIST, folders of images), per-sample transforms and a threaded,
+// Data sets (IDX / Fashion-MNIST, folders of images, LMDB, tar shards), per-sample transforms and a threaded,
 // deterministic, shardable batch loader.
 //
 // Determinism: the sample order of an epoch depends only on (seed, epoch), the augmentation of
@@ -74,6 +74,10 @@ class Dataset {
   virtual int channels() const = 0;
   // Where the data comes from, for logs and errors.
   virtual std::string description() const = 0;
+  // For data sets stored in shards: the first index of every shard and, last, size() (shard s
+  // holds indices [offsets[s], offsets[s + 1])). Empty for everything else. The Loader then
+  // gives each rank whole shards (see Loader).
+  virtual std::vector<int64_t> shard_offsets() const { return {}; }
 
   // Writes {"classes": [...]} (index = class id) to <run_dir>/classes.json, atomically.
   void write_class_list(const std::string& run_dir) const;
@@ -127,12 +131,45 @@ class FashionMnist : public IdxDataset {
   FashionMnist(std::pair<std::string, std::string> files);
 };
 
-struct ImageFolderOptions {
+// Options of the data sets that hold encoded images (folders, LMDB, tar shards).
+struct ImageSourceOptions {
   int channels = 3;       // decode to 1 (grey) or 3 (RGB)
-  bool skip_bad = false;  // substitute undecodable files instead of throwing (see ImageFolder)
+  bool skip_bad = false;  // substitute undecodable images instead of throwing (see EncodedImageDataset)
+};
+using ImageFolderOptions = ImageSourceOptions;
+
+// A data set of encoded images (JPEG, PNG or WebP, recognised by content), decoded by
+// decode_image on load. Subclasses say where item i's bytes, name and label come from.
+//
+// skip_bad: an item that cannot be read or decoded is remembered and replaced by the next
+// decodable item in index order (wrapping around). The substitute depends only on which items
+// are bad, so the result stays deterministic; bad_count() says how many distinct items were
+// replaced so far and bad_items() names them (file path, or container and key).
+class EncodedImageDataset : public Dataset {
+ public:
+  RawExample load(int64_t index) const override;
+  int channels() const override { return options_.channels; }
+
+  // The encoded bytes of item `index` as stored (for packing into shards without re-encoding).
+  virtual std::vector<uint8_t> read_bytes(int64_t index) const = 0;
+  // The item's name in errors and reports: a file path, or "<container>[<key>]".
+  virtual std::string item_name(int64_t index) const = 0;
+  virtual int64_t item_label(int64_t index) const = 0;
+
+  int64_t bad_count() const;
+  std::vector<std::string> bad_items() const;
+  const ImageSourceOptions& source_options() const { return options_; }
+
+ protected:
+  explicit EncodedImageDataset(ImageSourceOptions options);
+
+ private:
+  ImageSourceOptions options_;
+  mutable std::mutex bad_mutex_;
+  mutable std::set<int64_t> bad_;
 };
 
-// Every .png/.jpg/.jpeg file (any case) below root, found recursively, hidden entries skipped.
+// Every .png/.jpg/.jpeg/.webp file (any case) below root, found recursively, hidden entries skipped.
 //
 // Labels: when root has sub-folders holding images, each such top-level sub-folder is a class,
 // ids assigned in byte-wise order of the folder names (stable across machines and runs); images
@@ -140,42 +177,128 @@ struct ImageFolderOptions {
 // images) the data set is unlabeled: num_classes() is 0 and every label is -1, so class-
 // conditional training fails loudly instead of learning one fake class.
 // Files are ordered by (class, path).
-//
-// skip_bad: a file that cannot be decoded is remembered and replaced by the next decodable file
-// in index order (wrapping around). The substitute depends only on which files are bad, so the
-// result stays deterministic; bad_count() says how many distinct files were replaced so far.
-class ImageFolder : public Dataset {
+class ImageFolder : public EncodedImageDataset {
  public:
-  explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
+  explicit ImageFolder(const std::string& root, ImageSourceOptions options = {});
 
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
-  RawExample load(int64_t index) const override;
   int num_classes() const override { return static_cast<int>(classes_.size()); }
   std::vector<std::string> class_names() const override { return classes_; }
-  int channels() const override { return options_.channels; }
   std::string description() const override { return root_; }
+  std::vector<uint8_t> read_bytes(int64_t index) const override;
+  std::string item_name(int64_t index) const override { return path(index); }
+  int64_t item_label(int64_t index) const override { return label(index); }
 
   const std::string& path(int64_t index) const;
   int64_t label(int64_t index) const;
-  int64_t bad_count() const;
-  std::vector<std::string> bad_files() const;
+  std::vector<std::string> bad_files() const { return bad_items(); }
 
  private:
   std::string root_;
-  ImageFolderOptions options_;
   std::vector<std::string> files_;
   std::vector<int64_t> labels_;
   std::vector<std::string> classes_;
-  mutable std::mutex bad_mutex_;
-  mutable std::set<int64_t> bad_;
 };
+
+// LMDB environments in the layout of LSUN's official export: every key -> one encoded image
+// (WebP, JPEG or PNG, recognised by content). Read through liblmdb, read-only and without a lock
+// file (safe for any number of reader threads and processes, and on read-only file systems);
+// items are in LMDB key order (byte-wise). Unlabeled (num_classes() 0) unless class_name is
+// given, in which case every image has label 0 of that one class.
+class LmdbDataset : public EncodedImageDataset {
+ public:
+  // path: an environment folder holding data.mdb, or the data.mdb file itself.
+  explicit LmdbDataset(const std::string& path, ImageSourceOptions options = {},
+                       std::string class_name = {});
+  ~LmdbDataset() override;
+
+  int64_t size() const override;
+  int num_classes() const override { return class_name_.empty() ? 0 : 1; }
+  std::vector<std::string> class_names() const override;
+  std::string description() const override { return path_; }
+  std::vector<uint8_t> read_bytes(int64_t index) const override;
+  std::string item_name(int64_t index) const override;  // "<path>[<key>]"
+  int64_t item_label(int64_t index) const override { return class_name_.empty() ? -1 : 0; }
+
+  // The key of item `index` (LSUN's keys are printable; other bytes are kept as they are).
+  std::string key(int64_t index) const;
+
+ private:
+  struct Impl;
+  std::string path_;
+  std::string class_name_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Tar shards in the webdataset layout: members KEY.jpg / KEY.jpeg / KEY.png / KEY.webp holding an
+// encoded image, each optionally with KEY.cls (a decimal class id as text). Other members (such as
+// KEY.json or KEY.txt) are ignored. root is a folder of *.tar files (taken in byte-wise name
+// order) or one .tar file. Shards are indexed once when opened (one pass over the tar headers,
+// skipping the data), and images are read with pread from their offsets, so any item can be read
+// at any time by any thread. Class names come from classes.json beside the shards ({"classes":
+// [...]}, as pack-shards writes it) or else are "0", "1", ... up to the largest id; without any
+// .cls member the data set is unlabeled. Either every image has a .cls member or none does.
+class ShardDataset : public EncodedImageDataset {
+ public:
+  explicit ShardDataset(const std::string& root, ImageSourceOptions options = {});
+
+  int64_t size() const override;
+  int num_classes() const override { return static_cast<int>(classes_.size()); }
+  std::vector<std::string> class_names() const override { return classes_; }
+  std::string description() const override { return root_; }
+  std::vector<int64_t> shard_offsets() const override { return offsets_; }
+  std::vector<uint8_t> read_bytes(int64_t index) const override;
+  std::string item_name(int64_t index) const override;  // "<shard>[<member>]"
+  int64_t item_label(int64_t index) const override;
+
+  const std::vector<std::string>& shards() const { return shards_; }
+
+ private:
+  struct Item {
+    int32_t shard = 0;
+    uint64_t offset = 0;  // of the member's data in the shard file
+    uint64_t size = 0;
+    int64_t label = -1;
+    std::string member;   // the image member's name, e.g. "000123.jpg"
+  };
+  std::string root_;
+  std::vector<std::string> shards_;
+  std::vector<int64_t> offsets_;
+  std::vector<Item> items_;
+  std::vector<std::string> classes_;
+};
+
+struct PackShardsOptions {
+  int64_t per_shard = 10000;  // images per shard
+  uint64_t seed = 0;          // the images are written in a random order of this seed (class-mixed shards)
+  bool shuffle = true;
+  std::string prefix = "shard";  // OUT/<prefix>-000000.tar, ...
+};
+
+// Writes every image of `dataset` into tar shards in the webdataset layout (KEY.<ext> with the
+// stored bytes of an EncodedImageDataset, else a PNG; KEY.cls for labeled data; KEY = the image's
+// position in data-set order, zero-padded), plus classes.json when the data set has classes.
+// Each shard is written to a temporary name and renamed when complete. Returns the shard paths.
+std::vector<std::string> pack_shards(const Dataset& dataset, const std::string& out_dir,
+                                     const PackShardsOptions& options = {});
 
 // ---------------------------------------------------------------------------------------------
 // Transforms, applied to the 8-bit image in this order: channel conversion, constant padding,
-// resize of the short side, crop, horizontal flip.
+// resize of the short side, crop, horizontal flip. With Preprocess::kResize the geometry and the
+// pixels are those of torchvision's Resize(resolution, filter) followed by CenterCrop(resolution)
+// or RandomCrop(resolution) and RandomHorizontalFlip on a PIL image (the random draws come from
+// seqgan's own generator, so which crop an image gets differs from torch's).
+
+// How an image reaches the model's resolution.
+enum class Preprocess {
+  kResize,  // torchvision's Resize(resolution) with `filter`, then the crop (RandomCrop / CenterCrop)
+  kAdm,     // guided-diffusion's ADM / LlamaGen center_crop_arr (adm_center_crop); random_crop ignored
+};
 
 struct TransformOptions {
   int resolution = 0;        // short side after resizing, and the crop size; 0 keeps the size
+  ResizeFilter filter = ResizeFilter::kBilinear;  // torchvision's Resize default
+  Preprocess preprocess = Preprocess::kResize;
   int channels = 0;          // 1 or 3 to convert (luma / replication); 0 keeps the source's
   int pad = 0;               // black border added on every side first (Fashion-MNIST 28 -> 32: 2)
   bool random_crop = false;  // random resolution^2 crop; takes precedence over center_crop
@@ -222,6 +345,11 @@ struct Batch {
   int64_t batch = 0;             // position within the epoch
 };
 
+// Sharded data sets (Dataset::shard_offsets() non-empty) instead keep reads within whole shards:
+// rank r always owns shards r, r + W, r + 2W, ... (at least W shards are needed); each epoch
+// shuffles the order of the rank's shards and the order of the samples within each shard, and
+// every rank takes the same number of samples (the smallest rank's count; without drop_last the
+// rank's order is wrapped to the largest count instead).
 // Epoch order: a Fisher-Yates shuffle of 0..N-1 driven by std::mt19937_64 seeded from
 // (seed, epoch) (identity without shuffle). Sharding: rank r takes positions r, r + W, r + 2W, ...
 // of that order, W = world_size; with drop_last the order is first cut to a multiple of W (the

@@ -1,4 +1,4 @@
-// 8-bit images in memory, PNG/JPEG decoding, PNG writing, conversion to and from tensors in
+// 8-bit images in memory, JPEG/PNG/WebP decoding, PNG writing, Pillow's resampling, conversion to and from tensors in
 // [-1, 1], and image grids (plain and captioned figures) for samples and reconstructions.
 #pragma once
 
@@ -27,15 +27,27 @@ struct Image {
   uint8_t at(int y, int x, int c) const { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
 };
 
-// Decodes a PNG or JPEG file to `channels` (1 or 3) channels. Grey, grey+alpha, RGB and RGBA
-// sources are accepted: alpha is composited on white (a transparent logo stays on a white page
-// rather than on whatever colour its transparent pixels happen to hold), RGB -> grey is ITU-R
-// 601 luma (0.299 R + 0.587 G + 0.114 B, rounded), grey -> RGB repeats the value.
-// Throws seqgan::Error naming the file for: unreadable files, formats other than PNG/JPEG,
-// truncated files (a JPEG without its end-of-image marker, a PNG without IEND; stb would
-// otherwise decode half an image without complaint), bad PNG chunk checksums, and anything
-// stb_image rejects (its reason is quoted).
+// Decodes a JPEG, PNG or WebP file (recognised by its content, not its name) to `channels`
+// (1 or 3) channels, with the libraries Pillow itself is built on (libjpeg-turbo, libpng,
+// libwebp), and converts exactly as Pillow's Image.open(f).convert("RGB") / .convert("L") do,
+// so the pixels equal those torchvision's ImageFolder hands to a PyTorch model:
+//   - JPEG: islow DCT with fancy upsampling (libjpeg's defaults, as Pillow leaves them); CMYK
+//     JPEGs (Adobe-inverted or not) convert with Pillow's CMYK -> RGB formula;
+//   - PNG: palette looked up, 16-bit samples reduced to their high byte for RGB(A) and grey+
+//     alpha, and a 16-bit grey PNG clipped to 255 (Pillow opens it as 32-bit integers "I" and
+//     clips on conversion: a 16-bit grey PNG therefore comes out mostly white, as in PIL);
+//   - alpha is dropped, not composited (PIL's convert("RGB") ignores it);
+//   - RGB -> grey is ITU-R 601 luma in Pillow's fixed point, (19595 R + 38470 G + 7471 B +
+//     2^15) >> 16; grey -> RGB repeats the value;
+//   - EXIF orientation is ignored, as torchvision's PIL loader ignores it: a photo whose camera
+//     stored it sideways is seen sideways by both.
+// Throws seqgan::Error naming the file for unreadable files, other formats, truncated or
+// corrupt data (a JPEG cut short, a PNG chunk failing its CRC, a WebP whose RIFF size exceeds
+// the data), and whatever the decoding library rejects (its message is quoted).
 Image read_image(const std::string& path, int channels);
+
+// The whole file as bytes; errors name the file and the reason.
+std::vector<uint8_t> read_file(const std::string& path);
 
 // The same from bytes in memory; `name` is used in error messages.
 Image decode_image(const uint8_t* data, size_t size, int channels,
@@ -48,9 +60,26 @@ std::vector<uint8_t> encode_png(const Image& image);
 // over `path`, so a reader never sees half a file. Creates missing parent folders.
 void write_png(const std::string& path, const Image& image);
 
-// Resamples to width x height with an antialiased triangle (bilinear) filter, clamping at the
-// borders; downscaling averages over the footprint like PIL's bilinear resize.
-Image resize_image(const Image& image, int width, int height);
+// The resampling filters of Pillow's Image.resize: BOX, BILINEAR, BICUBIC (a = -0.5) and
+// LANCZOS (a = 3), each antialiased by widening its support by the downscaling factor.
+enum class ResizeFilter { kBox, kBilinear, kBicubic, kLanczos };
+
+// "box", "bilinear", "bicubic", "lanczos" (the names of data.resize_filter).
+ResizeFilter parse_resize_filter(const std::string& name);
+const char* resize_filter_name(ResizeFilter filter);
+
+// Resamples to width x height exactly as Pillow's Image.resize((width, height), filter) does for
+// 8-bit "L" and "RGB" images: separable, horizontal pass first, the filter's coefficients
+// normalised per output pixel and rounded to 22-bit fixed point, each pass rounded and clipped
+// to 8 bits. The same size returns the image unchanged.
+Image resize_image(const Image& image, int width, int height,
+                   ResizeFilter filter = ResizeFilter::kBilinear);
+
+// The ImageNet preprocessing of guided-diffusion's ADM evaluator and of LlamaGen
+// (center_crop_arr): halve with BOX while the short side is at least 2 * size, resize with BICUBIC
+// so that the short side is `size` (each side scaled and rounded half to even, as Python's
+// round()), then cut the central size x size square (offsets rounded down).
+Image adm_center_crop(const Image& image, int size);
 
 // Image -> float32 tensor [C, H, W] in [-1, 1] (0 -> -1, 255 -> +1).
 at::Tensor image_to_tensor(const Image& image);

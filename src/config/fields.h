@@ -44,9 +44,12 @@ void visit_fields(C& c, V&& v) {
   v("device", c.device, "where to compute", one_of({"auto", "cpu", "cuda"}));
 
   auto& d = c.data;
-  v("data.dataset", d.dataset, "data source kind", one_of({"fashion-mnist", "idx", "image-folder"}));
-  v("data.root", d.root, "data set directory (IDX files, or class sub-folders of images)", none);
-  v("data.val_root", d.val_root, "held-out image folder (image-folder only; empty: none)", none);
+  v("data.dataset", d.dataset, "data source kind", one_of({"fashion-mnist", "idx", "image-folder", "lmdb", "shards"}));
+  v("data.root", d.root, "training data: IDX folder, image folder (class sub-folders or loose), LMDB environment, or folder of tar shards", none);
+  v("data.val_root", d.val_root, "held-out data of the same kind (image-folder, lmdb, shards; empty: none)", none);
+  v("data.class_name", d.class_name, "lmdb: one class name for every image (empty: unlabeled)", none);
+  v("data.preprocess", d.preprocess, "resize: torchvision Resize + crop; adm: guided-diffusion's center_crop_arr (evaluation and ImageNet references)", one_of({"resize", "adm"}));
+  v("data.resize_filter", d.resize_filter, "PIL filter of the resize (torchvision's Resize default: bilinear)", one_of({"box", "bilinear", "bicubic", "lanczos"}));
   v("data.channels", d.channels, "image channels the models see", one_of({"1", "3"}));
   v("data.resolution", d.resolution, "training and evaluation resolution (square)", range(8, 4096));
   v("data.pad", d.pad, "constant padding added before resizing (28x28 MNIST -> 32x32: 2)", range(0, 1024));

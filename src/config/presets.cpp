@@ -34,6 +34,50 @@ Config paper_large() {
   return c;
 }
 
+// The paper's unconditional data sets (supplement Tables 3 and 4): the tokenizer and transformers
+// of the ImageNet preset, without classes, with each data set's batch sizes, iterations and
+// sampling settings. Where a table cell spans several data sets it is read as spanning them.
+Config unconditional(const std::string& name, const std::string& dataset, const std::string& root,
+                     const std::string& val_root, int64_t batch1, int64_t iters1, int64_t batch2,
+                     int64_t batch_transformer) {
+  Config c = paper();
+  c.preset = name;
+  c.data.dataset = dataset;
+  c.data.root = root;
+  c.data.val_root = val_root;
+  c.transformer.num_classes = 0;
+  c.train_tokenizer.batch_size = batch1;
+  c.train_tokenizer.iterations = iters1;
+  c.phase2.batch_size = batch2;
+  for (auto* t : {&c.train_ar, &c.train_nar}) {
+    t->batch_size = batch_transformer;
+    t->iterations = 500000;
+  }
+  c.sample.top_p = 0.98;
+  c.sample.sample_temperature = 0.65;
+  return c;
+}
+
+// FFHQ 256 (60,000 train / 10,000 validation images) as folders of images: cosine decay of the
+// tokenizer's learning rate like ImageNet.
+Config ffhq() { return unconditional("ffhq", "image-folder", "data/ffhq/train", "data/ffhq/val", 64, 300000, 32, 32); }
+
+// LSUN from its official LMDB export (no validation split): one epoch or less of phase 1 at a
+// constant 5e-5.
+Config lsun(const std::string& name, const std::string& category, int64_t batch1, int64_t iters1, int64_t batch2,
+            int64_t batch_transformer) {
+  Config c = unconditional(name, "lmdb", "data/lsun/" + category + "_train_lmdb", "", batch1, iters1, batch2,
+                           batch_transformer);
+  c.train_tokenizer.lr = 5e-5;
+  c.train_tokenizer.lr_end = 5e-5;
+  c.train_tokenizer.lr_schedule = "constant";
+  return c;
+}
+
+Config lsun_church() { return lsun("lsun-church", "church_outdoor", 32, 4000, 32, 64); }
+Config lsun_bedroom() { return lsun("lsun-bedroom", "bedroom", 64, 48000, 64, 256); }
+Config lsun_cat() { return lsun("lsun-cat", "cat", 64, 26000, 64, 256); }
+
 // Fashion-MNIST, 28x28 padded to 32x32, on a 2-core CPU.
 Config fmnist() {
   Config c = paper();
@@ -114,7 +158,9 @@ Config fmnist() {
 
 const std::map<std::string, std::function<Config()>>& presets() {
   static const std::map<std::string, std::function<Config()>> table{
-      {"paper", paper}, {"paper-large", paper_large}, {"fmnist", fmnist}};
+      {"paper", paper},         {"paper-large", paper_large},   {"fmnist", fmnist},
+      {"ffhq", ffhq},           {"lsun-church", lsun_church},   {"lsun-bedroom", lsun_bedroom},
+      {"lsun-cat", lsun_cat}};
   return table;
 }
 

@@ -9,7 +9,7 @@
 #include "seqgan/error.h"
 #include "seqgan/log.h"
 #include "tokenizer/quantizer.h"
-#include "train/run.h"
+#include "data/open.h"
 
 namespace seqgan {
 namespace {

@@ -12,41 +12,6 @@
 
 namespace seqgan {
 
-std::shared_ptr<Dataset> open_dataset(const DataConfig& data, const std::string& split) {
-  SEQGAN_CHECK(split == "train" || split == "test", "split must be train or test, got '", split, "'");
-  if (data.dataset == "fashion-mnist") return std::make_shared<FashionMnist>(data.root, split);
-  if (data.dataset == "idx") {
-    const auto files = IdxDataset::find_split(data.root, split);
-    return std::make_shared<IdxDataset>(files.first, files.second);
-  }
-  SEQGAN_CHECK(data.dataset == "image-folder", "unknown data.dataset '", data.dataset, "'");
-  const std::string root = split == "train" ? data.root : data.val_root;
-  SEQGAN_CHECK_HINT(!root.empty(), "set data.val_root to a folder of held-out images",
-                    "the test split of an image folder needs data.val_root");
-  ImageFolderOptions options;
-  options.channels = data.channels;
-  options.skip_bad = data.skip_bad_files;
-  return std::make_shared<ImageFolder>(root, options);
-}
-
-TransformOptions train_transform(const DataConfig& data) {
-  TransformOptions t;
-  t.resolution = data.resolution;
-  t.channels = data.channels;
-  t.pad = data.pad;
-  t.random_crop = data.random_crop;
-  t.hflip = data.hflip;
-  t.center_crop = true;
-  return t;
-}
-
-TransformOptions eval_transform(const DataConfig& data) {
-  TransformOptions t = train_transform(data);
-  t.random_crop = false;
-  t.hflip = false;
-  return t;
-}
-
 void write_text_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

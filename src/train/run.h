@@ -1,5 +1,5 @@
-// What every training command shares: the data set a config names, the run directory, and the
-// writer that alone touches disk (rank 0 in data-parallel runs).
+// What every training command shares: the run directory and the writer that alone touches disk
+// (rank 0 in data-parallel runs).
 #pragma once
 
 #include <atomic>
@@ -7,19 +7,12 @@
 #include <memory>
 #include <string>
 
+#include "data/open.h"
 #include "seqgan/config.h"
 #include "seqgan/data.h"
 #include "seqgan/log.h"
 
 namespace seqgan {
-
-// The split ("train" or "test") of the data set named by config.data. Image folders use
-// data.root for train and data.val_root for test.
-std::shared_ptr<Dataset> open_dataset(const DataConfig& data, const std::string& split);
-
-// Transforms for training (random crop / flip as configured) or evaluation (centre crop).
-TransformOptions train_transform(const DataConfig& data);
-TransformOptions eval_transform(const DataConfig& data);
 
 // A run directory: creates it, writes config.json, and appends metrics.jsonl. With `writer` false
 // (ranks other than 0) nothing is written.

@@ -241,7 +241,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   };
 
   log_info(str("train-tokenizer phase ", opt.phase, " | ", count_parameters(*model), " parameters (",
-               opt_g.params().size(), " tensors trained) | ", train_set->size(), " images | batch ", ps.batch_size,
+               opt_g.params().size(), " tensors trained) | ", train_set->size(), " images of ", train_set->description(), " | batch ", ps.batch_size,
                " | ", ps.iterations, " steps | ", device.str(), " | ", machine_summary()));
   if (opt.resume) log_info(str("resuming at step ", st.step, " (epoch ", st.epoch, ", batch ", st.position, ")"));
 

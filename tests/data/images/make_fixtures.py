@@ -31,7 +31,7 @@ def write_images():
         os.path.join(HERE, "rgb.png"))
     Image.frombytes("RGBA", (w, h), pixels(w, h, 4, lambda x, y, k: (40 * x + 60 * y + 70 * k) if k < 3 else 60 * x + 5)
                     ).save(os.path.join(HERE, "rgba.png"))
-    # 16-bit grey: stb_image reduces it to 8 bits (value >> 8).
+    # 16-bit grey: Pillow (and so seqgan) clips it to 255 on conversion to 8 bits.
     im16 = Image.new("I;16", (w, h))
     im16.putdata([257 * (13 * x + 50 * y) for y in range(h) for x in range(w)])
     im16.save(os.path.join(HERE, "grey16.png"))

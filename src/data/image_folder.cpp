@@ -1,4 +1,5 @@
-// Folders of PNG/JPEG images, and what all data sets share (Dataset's own methods).
+// Folders of JPEG/PNG/WebP images, what every data set of encoded images shares (decoding and
+// skipping bad items), and what all data sets share (Dataset's own methods).
 #include <nlohmann/json.hpp>
 
 #include <cctype>
@@ -47,7 +48,7 @@ namespace {
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp";
 }
 
 bool is_hidden(const fs::path& p) {
@@ -77,9 +78,8 @@ std::vector<std::string> scan(const fs::path& dir) {
 
 }  // namespace
 
-ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options) : root_(root), options_(options) {
-  SEQGAN_CHECK_HINT(options_.channels == 1 || options_.channels == 3, "use 1 (grey) or 3 (RGB)",
-                    "expected 1 or 3 channels, got ", options_.channels);
+ImageFolder::ImageFolder(const std::string& root, ImageSourceOptions options)
+    : EncodedImageDataset(options), root_(root) {
   SEQGAN_CHECK_HINT(fs::is_directory(root), "point the data root at a folder of images",
                     "'", root, "' is not a folder");
 
@@ -114,7 +114,7 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options) : 
     files_ = std::move(loose);
     labels_.assign(files_.size(), -1);
   }
-  SEQGAN_CHECK_HINT(!files_.empty(), "expected .png, .jpg or .jpeg files (in class sub-folders or directly)",
+  SEQGAN_CHECK_HINT(!files_.empty(), "expected .png, .jpg, .jpeg or .webp files (in class sub-folders or directly)",
                     "no images found below '", root, "'");
 }
 
@@ -128,19 +128,30 @@ int64_t ImageFolder::label(int64_t index) const {
   return labels_[static_cast<size_t>(index)];
 }
 
-int64_t ImageFolder::bad_count() const {
+std::vector<uint8_t> ImageFolder::read_bytes(int64_t index) const { return read_file(path(index)); }
+
+EncodedImageDataset::EncodedImageDataset(ImageSourceOptions options) : options_(options) {
+  SEQGAN_CHECK_HINT(options_.channels == 1 || options_.channels == 3, "use 1 (grey) or 3 (RGB)",
+                    "expected 1 or 3 channels, got ", options_.channels);
+}
+
+int64_t EncodedImageDataset::bad_count() const {
   std::lock_guard<std::mutex> lock(bad_mutex_);
   return static_cast<int64_t>(bad_.size());
 }
 
-std::vector<std::string> ImageFolder::bad_files() const {
-  std::lock_guard<std::mutex> lock(bad_mutex_);
+std::vector<std::string> EncodedImageDataset::bad_items() const {
+  std::vector<int64_t> bad;
+  {
+    std::lock_guard<std::mutex> lock(bad_mutex_);
+    bad.assign(bad_.begin(), bad_.end());
+  }
   std::vector<std::string> out;
-  for (const int64_t i : bad_) out.push_back(files_[static_cast<size_t>(i)]);
+  for (const int64_t i : bad) out.push_back(item_name(i));
   return out;
 }
 
-RawExample ImageFolder::load(int64_t index) const {
+RawExample EncodedImageDataset::load(int64_t index) const {
   check_index(index);
   const int64_t n = size();
   for (int64_t step = 0; step < n; ++step) {
@@ -150,15 +161,16 @@ RawExample ImageFolder::load(int64_t index) const {
       if (bad_.count(i)) continue;
     }
     try {
-      return {read_image(files_[static_cast<size_t>(i)], options_.channels), labels_[static_cast<size_t>(i)]};
+      const std::vector<uint8_t> bytes = read_bytes(i);
+      return {decode_image(bytes.data(), bytes.size(), options_.channels, item_name(i)), item_label(i)};
     } catch (const Error&) {
       if (!options_.skip_bad) throw;
       std::lock_guard<std::mutex> lock(bad_mutex_);
       bad_.insert(i);
     }
   }
-  throw Error(str("ImageFolder::load: none of the ", n, " files below '", root_, "' can be decoded"),
-              "check the data folder; see bad_files() for the list");
+  throw Error(str("none of the ", n, " images of '", description(), "' can be decoded"),
+              "check the data source with `seqgan dataset inspect`");
 }
 
 }  // namespace seqgan

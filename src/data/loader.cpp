@@ -1,5 +1,7 @@
-// The batch loader: deterministic epoch order, sharding by rank, worker threads that prepare a
-// bounded window of batches ahead of the consumer.
+// The batch loader: deterministic epoch order, sharding by rank (by sample, or by whole shards for
+// data sets stored in shards), worker threads that prepare a bounded window of batches ahead of
+// the consumer.
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -50,17 +52,64 @@ struct Loader::Impl {
 
   int64_t window() const { return static_cast<int64_t>(opt.prefetch) * std::max(1, opt.num_workers); }
 
+  // Sharded data sets (Dataset::shard_offsets()): the shard boundaries, and this rank's shards
+  // (rank, rank + W, rank + 2W, ...) with the number of samples they hold.
+  std::vector<int64_t> shard_offsets;
+  std::vector<int64_t> my_shards;
+  int64_t my_samples = 0;
+
+  // Fisher-Yates over v[0, n), uniform j in [0, i] by multiply-shift: identical on every standard
+  // library.
+  static void shuffle(int64_t* v, int64_t n, std::mt19937_64& rng) {
+    for (int64_t i = n - 1; i > 0; --i) {
+      const auto j = static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * static_cast<uint64_t>(i + 1)) >> 64);
+      std::swap(v[i], v[j]);
+    }
+  }
+
+  // The sharded order of an epoch. The order of all shards is shuffled by the generator of
+  // sample_seed(seed, epoch, -1), and the rank visits its own shards in that order; the samples
+  // of shard s are shuffled by the generator of sample_seed(seed, epoch, -2 - s) (indices below
+  // -1 are never sample indices). Every rank thus computes its order alone, from its own shards,
+  // and the order depends on (seed, epoch) only. The rank's samples are then cut to per_rank
+  // (drop_last) or repeated from the start up to it.
+  std::vector<int64_t> sharded_order(int64_t epoch) const {
+    std::vector<int64_t> shards = my_shards;
+    if (opt.shuffle) {
+      std::vector<int64_t> all(shard_offsets.size() - 1);
+      for (size_t s = 0; s < all.size(); ++s) all[s] = static_cast<int64_t>(s);
+      std::mt19937_64 rng(Transform::sample_seed(opt.seed, epoch, -1));
+      shuffle(all.data(), static_cast<int64_t>(all.size()), rng);
+      shards.clear();
+      for (const int64_t s : all) {
+        if (s % opt.world_size == opt.rank) shards.push_back(s);
+      }
+    }
+    std::vector<int64_t> mine;
+    mine.reserve(static_cast<size_t>(std::max(my_samples, per_rank)));
+    for (const int64_t s : shards) {
+      const size_t begin = mine.size();
+      for (int64_t i = shard_offsets[static_cast<size_t>(s)]; i < shard_offsets[static_cast<size_t>(s) + 1]; ++i) {
+        mine.push_back(i);
+      }
+      if (opt.shuffle) {
+        std::mt19937_64 rng(Transform::sample_seed(opt.seed, epoch, -2 - s));
+        shuffle(mine.data() + begin, static_cast<int64_t>(mine.size() - begin), rng);
+      }
+    }
+    for (int64_t k = my_samples; k < per_rank; ++k) mine.push_back(mine[static_cast<size_t>(k % my_samples)]);
+    mine.resize(static_cast<size_t>(per_rank));
+    return mine;
+  }
+
   std::vector<int64_t> order(int64_t epoch) const {
+    if (!shard_offsets.empty()) return sharded_order(epoch);
     const int64_t n = data->size();
     std::vector<int64_t> perm(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
     if (opt.shuffle) {
       std::mt19937_64 rng(Transform::sample_seed(opt.seed, epoch, -1));
-      for (int64_t i = n - 1; i > 0; --i) {
-        // Uniform j in [0, i] by multiply-shift, identical on every standard library.
-        const auto j = static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * static_cast<uint64_t>(i + 1)) >> 64);
-        std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
-      }
+      shuffle(perm.data(), n, rng);
     }
     std::vector<int64_t> mine;
     mine.reserve(static_cast<size_t>(per_rank));
@@ -150,11 +199,39 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options, Tr
   m.transform = Transform(transform);
   const int64_t n = m.data->size(), ws = options.world_size, bs = options.batch_size;
   SEQGAN_CHECK(n > 0, "data set '", m.data->description(), "' is empty");
-  m.per_rank = options.drop_last ? n / ws : (n + ws - 1) / ws;
+  m.shard_offsets = m.data->shard_offsets();
+  if (m.shard_offsets.empty()) {
+    m.per_rank = options.drop_last ? n / ws : (n + ws - 1) / ws;
+  } else {
+    // Whole shards per rank: rank r owns shards r, r + W, ...; all ranks take the same number of
+    // samples, the smallest rank's total (drop_last) or the largest one's (wrapping around).
+    const std::vector<int64_t>& off = m.shard_offsets;
+    const int64_t shards = static_cast<int64_t>(off.size()) - 1;
+    bool valid = shards >= 1 && off.front() == 0 && off.back() == n;
+    for (size_t s = 0; valid && s + 1 < off.size(); ++s) valid = off[s] < off[s + 1];
+    SEQGAN_CHECK(valid, "data set '", m.data->description(), "' reports shard offsets that do not split [0, ", n,
+                 ") into non-empty shards");
+    SEQGAN_CHECK_HINT(shards >= ws,
+                      "pack the data into at least as many shards as ranks (seqgan pack-shards --per-shard), or "
+                      "train on fewer ranks",
+                      "data set '", m.data->description(), "' has ", shards, " shard(s), fewer than the ", ws,
+                      " ranks: each rank reads whole shards");
+    int64_t smallest = n, largest = 0;
+    for (int64_t r = 0; r < ws; ++r) {
+      int64_t total = 0;
+      for (int64_t s = r; s < shards; s += ws) total += off[static_cast<size_t>(s) + 1] - off[static_cast<size_t>(s)];
+      smallest = std::min(smallest, total);
+      largest = std::max(largest, total);
+      if (r == options.rank) m.my_samples = total;
+    }
+    for (int64_t s = options.rank; s < shards; s += ws) m.my_shards.push_back(s);
+    m.per_rank = options.drop_last ? smallest : largest;
+  }
   m.num_batches = options.drop_last ? m.per_rank / bs : (m.per_rank + bs - 1) / bs;
   SEQGAN_CHECK_HINT(m.num_batches > 0, "lower batch_size, or set drop_last = false",
                     "expected at least one batch per epoch: ", n, " samples over ", ws, " ranks give ",
-                    m.per_rank, " per rank, fewer than batch_size ", bs);
+                    m.per_rank, " per rank", m.shard_offsets.empty() ? "" : " (whole shards per rank)",
+                    ", fewer than batch_size ", bs);
   for (int i = 0; i < options.num_workers; ++i) m.workers.emplace_back([&m] { m.work(); });
 }
 

@@ -1,4 +1,5 @@
-// Per-sample transforms on 8-bit images: channel conversion, padding, resize, crop, flip.
+// Per-sample transforms on 8-bit images: channel conversion, padding, resize (Pillow's filters) or
+// ADM's center_crop_arr, crop, flip.
 #include <cmath>
 #include <cstring>
 
@@ -97,12 +98,14 @@ Image Transform::apply(const Image& image, std::mt19937_64& rng) const {
                image.channels);
   Image img = pad_image(convert_channels(image, options_.channels), options_.pad);
   const int res = options_.resolution;
-  if (res > 0) {
+  if (res > 0 && options_.preprocess == Preprocess::kAdm) {
+    img = adm_center_crop(img, res);
+  } else if (res > 0) {
     // Short side to res, long side scaled and truncated like torchvision's Resize(int).
     const int short_side = std::min(img.width, img.height);
     const int64_t w = img.width == short_side ? res : static_cast<int64_t>(res) * img.width / short_side;
     const int64_t h = img.height == short_side ? res : static_cast<int64_t>(res) * img.height / short_side;
-    img = resize_image(img, static_cast<int>(w), static_cast<int>(h));
+    img = resize_image(img, static_cast<int>(w), static_cast<int>(h), options_.filter);
     if (options_.random_crop) {
       const int x0 = static_cast<int>(below(rng, img.width - res + 1));
       const int y0 = static_cast<int>(below(rng, img.height - res + 1));

@@ -43,7 +43,8 @@ TEST(BenchCli, JsonListsEveryFigure) {
         "data_loader", "data_loader_vs_train_step", "peak_memory", "tokenizer_train_vs_python_paper64",
         "tokenizer_train_vs_python_fmnist", "transformer_train_vs_python", "transformer_train_vs_python_fmnist",
         "tokenizer_train_paper64_python_max_diff", "tokenizer_train_fmnist_python_max_diff",
-        "transformer_train_python_max_diff", "transformer_train_fmnist_python_max_diff"})
+        "transformer_train_python_max_diff", "transformer_train_fmnist_python_max_diff", "loader_256",
+        "loader_256_per_core", "loader_256_python", "loader_256_vs_python"})
     EXPECT_TRUE(names.count(n)) << "missing " << n << " in\n" << out;
   for (const auto& f : j) {
     if (f["name"] == "ar_kv_speedup_b1" || f["name"] == "tokenizer_train_vs_python_fmnist") {

@@ -187,8 +187,8 @@ std::vector<Command> all_commands() {
   return {info_command(),           help_config_command(), inspect_command(),  train_classifier_command(),
           train_tokenizer_command(), reconstruct_command(), tokenize_command(), decode_command(),
           train_transformer_command(), sample_command(),         visualize_command(), evaluate_command(),
-          fid_stats_command(),         demo_command(),        report_command(),     experiment_command(),
-          bench_command()};
+          fid_stats_command(),         dataset_command(),     pack_shards_command(), demo_command(),
+          report_command(),            experiment_command(),  bench_command()};
 }
 
 namespace {

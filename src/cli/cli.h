@@ -80,6 +80,8 @@ Command sample_command();
 Command visualize_command();
 Command evaluate_command();
 Command fid_stats_command();
+Command dataset_command();
+Command pack_shards_command();
 Command demo_command();
 Command report_command();
 Command experiment_command();

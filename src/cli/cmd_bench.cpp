@@ -414,6 +414,80 @@ int run_bench(const Args& args) {
     std::cerr << "bench: data loader skipped: " << e.what() << "\n";
   }
 
+  // The loader at the paper's resolution: ImageNet-like JPEGs (about 500x375, quality 90, written
+  // by PIL) decoded, resized (bilinear, short side 256), randomly cropped to 256x256 and flipped,
+  // with 2 workers, against torchvision's ImageFolder + DataLoader with the same transforms and
+  // workers; and against the paper tokenizer's training step at 256x256.
+  if (python) {
+    const std::string jpegs = case_dir + "/jpegs";
+    const std::string script = (args.get("--reference").empty() ? default_reference_dir() : args.get("--reference")) + "/loader.py";
+    const int count = quick ? 64 : 512;
+    const int workers = 2, batch = 32, res = 256;
+    const std::string make = "'" + args.get("--python") + "' '" + script + "' make '" + jpegs + "' " + std::to_string(count);
+    if (std::system(make.c_str()) != 0) {
+      std::cerr << "bench: loader_256 skipped: writing the JPEGs failed: " << make
+                << "\n---> HINT: it needs python3 with PIL and numpy (Debian: apt-get install python3-pil python3-numpy)\n";
+    } else {
+      ImageSourceOptions so;
+      auto data = std::make_shared<ImageFolder>(jpegs, so);
+      LoaderOptions lo;
+      lo.batch_size = batch;
+      lo.num_workers = workers;
+      lo.prefetch = 4;
+      TransformOptions to;
+      to.resolution = res;
+      to.filter = ResizeFilter::kBilinear;
+      to.random_crop = true;
+      to.hflip = true;
+      const double seconds = quick ? 0.5 : 3.0;
+      double rate = 0;
+      for (int round = 0; round < (quick ? 1 : 2); ++round) {
+        Loader loader(data, lo, to);
+        Batch bt;
+        loader.next(bt);  // the workers are running
+        int64_t images = 0;
+        const auto start = std::chrono::steady_clock::now();
+        double elapsed = 0;
+        while (elapsed < seconds) {
+          if (!loader.next(bt)) {
+            loader.start_epoch(loader.epoch() + 1);
+            continue;
+          }
+          images += bt.images.size(0);
+          elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        }
+        rate = std::max(rate, static_cast<double>(images) / elapsed);
+      }
+      const std::string what = std::to_string(count) + " JPEGs ~500x375 q90 -> bilinear resize, random crop 256, flip; " +
+                               std::to_string(workers) + " workers, batch " + std::to_string(batch);
+      figs.push_back({"loader_256", "img/s", what, rate});
+      figs.push_back({"loader_256_per_core", "img/s", "loader_256 / workers (for sizing a GPU host's CPU)", rate / workers});
+      const std::string timed = "'" + args.get("--python") + "' '" + script + "' time '" + jpegs + "' " + std::to_string(res) +
+                                " " + std::to_string(workers) + " " + std::to_string(batch) + " " + std::to_string(seconds * 2) +
+                                " > '" + case_dir + "/loader.json'";
+      double py = 0;
+      for (int round = 0; round < (quick ? 1 : 2) && std::system(timed.c_str()) == 0; ++round) {
+        std::ifstream in(case_dir + "/loader.json");
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (j.is_object() && j.contains("rate")) py = std::max(py, j.at("rate").get<double>());
+      }
+      if (py > 0) {
+        figs.push_back({"loader_256_python", "img/s", "torchvision ImageFolder + DataLoader, the same transforms and workers", py});
+        figs.push_back({"loader_256_vs_python", "", "loader_256 / loader_256_python (goal >= 1.5)", rate / py, true});
+      } else {
+        std::cerr << "bench: loader_256_python skipped: " << timed << " failed\n";
+      }
+      if (!quick) {
+        Config paper256 = make_preset("paper");
+        paper256.data.channels = 3;
+        paper256.data.resolution = res;
+        const double step = tokenizer_case("tokenizer_train_paper256", paper256, 1, 1, min_s, "").rate;
+        figs.push_back({"tokenizer_train_paper256", "img/s", "paper tokenizer (phase 1, L1 + VQ terms) at 256x256, batch 1", step});
+        figs.push_back({"loader_256_vs_train_step", "", "loader_256 / tokenizer_train_paper256 (goal >= 5)", rate / step, true});
+      }
+    }
+  }
+
   // The same cases in PyTorch eager mode: speed ratios, and how closely the outputs agree. Two
   // rounds, seqgan then Python then both again, best of each: a busy minute of a shared machine
   // then spoils neither side alone.

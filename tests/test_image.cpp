@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "file_bytes.h"
 #include "remove_tree.h"
 #include "seqgan/error.h"
 #include "seqgan/image.h"
@@ -19,15 +20,8 @@ const std::string kImages = std::string(SEQGAN_TEST_DATA_DIR) + "/images/";
 
 using seqgan::test::TempDir;
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
-}
+using seqgan::test::read_bytes;
+using seqgan::test::write_bytes;
 
 // The formulas of tests/data/images/make_fixtures.py.
 int grey_value(int x, int y) { return (13 * x + 50 * y) & 0xFF; }

@@ -17,6 +17,7 @@
 
 #include "data/tar.h"
 #include "python_fixtures.h"
+#include "file_bytes.h"
 #include "remove_tree.h"
 #include "seqgan/data.h"
 #include "seqgan/error.h"
@@ -82,15 +83,8 @@ void expect_error(F f, std::vector<std::string> parts) {
   }
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
-}
+using seqgan::test::read_bytes;
+using seqgan::test::write_bytes;
 
 // Runs python3 code with arguments; true when it exits with status 0.
 bool python_ok(const std::string& code, const std::vector<std::string>& args) {

@@ -93,20 +93,6 @@ void put_be32(std::vector<uint8_t>& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<uint8_t>(v >> s));
 }
 
-std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SEQGAN_CHECK_HINT(in.good(), "check the path (Debian: apt install dataset-fashion-mnist)",
-                    "cannot open '", path, "': ", std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  SEQGAN_CHECK(size >= 0, "cannot determine the size of '", path, "'");
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
-  SEQGAN_CHECK(in.gcount() == size, "expected ", size, " bytes from '", path, "', read ", in.gcount());
-  return bytes;
-}
-
 void write_atomically(const std::string& path, const std::vector<uint8_t>& bytes, bool gzip) {
   const std::string temp = str(path, ".tmp.", ::getpid());
   if (gzip) {
@@ -170,7 +156,7 @@ IdxArray parse_idx(const uint8_t* data, size_t size, const std::string& name, si
 }
 
 IdxArray read_idx(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_all(path);
+  const std::vector<uint8_t> bytes = read_file(path);
   return parse_idx(bytes.data(), bytes.size(), path);
 }
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "file_bytes.h"
 #include "remove_tree.h"
@@ -223,6 +224,36 @@ TEST(Image, ResizeKeepsConstantsAndSize) {
   EXPECT_EQ(small.pixels, std::vector<uint8_t>(8 * 6 * 3, 77));
   const Image big = seqgan::resize_image(flat, 50, 61);
   EXPECT_EQ(big.pixels, std::vector<uint8_t>(50 * 61 * 3, 77));
+}
+
+// resize_crop computes only the kept pixels; they must be those of resizing, then cropping.
+TEST(Image, ResizeCropEqualsResizeThenCrop) {
+  std::mt19937 gen(5);
+  for (const int c : {1, 3}) {
+    Image src(37, 23, c);
+    for (uint8_t& v : src.pixels) v = static_cast<uint8_t>(gen());
+    for (const auto filter : {seqgan::ResizeFilter::kBox, seqgan::ResizeFilter::kBilinear, seqgan::ResizeFilter::kBicubic,
+                              seqgan::ResizeFilter::kLanczos}) {
+      // Down, up, and one axis kept as it is (that axis is then only cropped).
+      for (const auto& [w, h] : std::vector<std::pair<int, int>>{{20, 13}, {61, 40}, {37, 50}, {16, 23}}) {
+        const Image full = seqgan::resize_image(src, w, h, filter);
+        for (int trial = 0; trial < 6; ++trial) {
+          const int cw = 1 + static_cast<int>(gen() % w), ch = 1 + static_cast<int>(gen() % h);
+          const int x0 = static_cast<int>(gen() % (w - cw + 1)), y0 = static_cast<int>(gen() % (h - ch + 1));
+          const Image part = seqgan::resize_crop(src, w, h, x0, y0, cw, ch, filter);
+          ASSERT_EQ(part.width, cw);
+          ASSERT_EQ(part.height, ch);
+          for (int y = 0; y < ch; ++y)
+            for (int x = 0; x < cw; ++x)
+              for (int k = 0; k < c; ++k)
+                ASSERT_EQ(part.at(y, x, k), full.at(y + y0, x + x0, k))
+                    << seqgan::resize_filter_name(filter) << " " << w << "x" << h << " crop " << cw << "x" << ch
+                    << " at " << x0 << "," << y0 << ", pixel " << x << "," << y << "," << k;
+        }
+      }
+    }
+  }
+  expect_error([] { seqgan::resize_crop(Image(8, 8, 3), 4, 4, 2, 0, 3, 4); }, {"not inside"});
 }
 
 TEST(Grid, MatchesTorchvisionReference) {

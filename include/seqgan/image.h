@@ -75,6 +75,12 @@ const char* resize_filter_name(ResizeFilter filter);
 Image resize_image(const Image& image, int width, int height,
                    ResizeFilter filter = ResizeFilter::kBilinear);
 
+// resize_image to width x height followed by the crop_width x crop_height crop at (x0, y0) of the
+// result: the same pixels as the two steps, computing only those that are kept (a random 256
+// crop of an image resized to 341x256 resamples a quarter fewer pixels).
+Image resize_crop(const Image& image, int width, int height, int x0, int y0, int crop_width, int crop_height,
+                  ResizeFilter filter = ResizeFilter::kBilinear);
+
 // The ImageNet preprocessing of guided-diffusion's ADM evaluator and of LlamaGen
 // (center_crop_arr): halve with BOX while the short side is at least 2 * size, resize with BICUBIC
 // so that the short side is `size` (each side scaled and rounded half to even, as Python's

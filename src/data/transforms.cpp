@@ -105,17 +105,22 @@ Image Transform::apply(const Image& image, std::mt19937_64& rng) const {
     const int short_side = std::min(img.width, img.height);
     const int64_t w = img.width == short_side ? res : static_cast<int64_t>(res) * img.width / short_side;
     const int64_t h = img.height == short_side ? res : static_cast<int64_t>(res) * img.height / short_side;
-    img = resize_image(img, static_cast<int>(w), static_cast<int>(h), options_.filter);
+    const int rw = static_cast<int>(w), rh = static_cast<int>(h);
+    // The crop's offsets come from the resized size, so the crop is known before resizing and
+    // only its pixels are computed (resize_crop); the random draws stay those of resize-then-crop.
+    int x0 = 0, y0 = 0, cw = rw, ch = rh;
     if (options_.random_crop) {
-      const int x0 = static_cast<int>(below(rng, img.width - res + 1));
-      const int y0 = static_cast<int>(below(rng, img.height - res + 1));
-      img = crop_image(img, x0, y0, res, res);
+      x0 = static_cast<int>(below(rng, rw - res + 1));
+      y0 = static_cast<int>(below(rng, rh - res + 1));
+      cw = ch = res;
     } else if (options_.center_crop) {
       // Half-way rounds to even, like Python's round() in torchvision's CenterCrop.
-      const int x0 = static_cast<int>(std::nearbyint((img.width - res) / 2.0));
-      const int y0 = static_cast<int>(std::nearbyint((img.height - res) / 2.0));
-      img = crop_image(img, x0, y0, res, res);
+      x0 = static_cast<int>(std::nearbyint((rw - res) / 2.0));
+      y0 = static_cast<int>(std::nearbyint((rh - res) / 2.0));
+      cw = ch = res;
     }
+    if (rw == img.width && rh == img.height) img = crop_image(img, x0, y0, cw, ch);
+    else img = resize_crop(img, rw, rh, x0, y0, cw, ch, options_.filter);
   }
   if (options_.hflip && (rng() >> 63) != 0) flip_horizontally(img);
   return img;

@@ -286,7 +286,13 @@ inline uint8_t cmyk_channel(int ink, int not_black) {
   return static_cast<uint8_t>(v < 0 ? 0 : v);
 }
 
-Image convert(const Decoded& d, int channels) {
+Image convert(Decoded& d, int channels) {
+  if ((d.mode == Mode::kRGB && channels == 3) || (d.mode == Mode::kL && channels == 1)) {
+    Image out;  // already in the requested layout: no copy
+    out.width = d.width, out.height = d.height, out.channels = channels;
+    out.pixels = std::move(d.bytes);
+    return out;
+  }
   Image out(d.width, d.height, channels);
   const size_t n = static_cast<size_t>(d.width) * d.height;
   const int c = channels_of(d.mode);

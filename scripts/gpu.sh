@@ -4,9 +4,13 @@
 #
 #   bash scripts/gpu.sh [OUT_DIR]      # default OUT_DIR: $OUT, else out/gpu
 #
-# Header-only dependencies the machine lacks (nlohmann-json, stb) may be given as Debian .deb
-# files in .gpu-deps/ (`apt-get download nlohmann-json3-dev libstb-dev` on a Debian machine);
-# they are unpacked into build-gpu/deps with `dpkg -x`, nothing is installed.
+# Dependencies the machine lacks may be given as Debian .deb files in .gpu-deps/, made on a Debian
+# 12 machine with
+#   apt-get download nlohmann-json3-dev libstb-dev libjpeg62-turbo-dev libjpeg62-turbo libwebp-dev \
+#     libwebp7 libwebpdemux2 libwebpmux3 liblmdb-dev liblmdb0
+# (header-only nlohmann-json and stb; the image decoders and liblmdb with their shared libraries).
+# They are unpacked into build-gpu/deps with `dpkg -x`, nothing is installed; the build and the
+# tests find them there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-${OUT:-$root/out/gpu}}
@@ -16,6 +20,8 @@ deps="$build/deps"
 if compgen -G "$root/.gpu-deps/*.deb" >/dev/null; then
   for d in "$root"/.gpu-deps/*.deb; do dpkg -x "$d" "$deps"; done
 fi
+multiarch="$deps/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+export LD_LIBRARY_PATH="$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' |
   tee "$out/versions.txt"

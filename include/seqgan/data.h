@@ -289,6 +289,13 @@ std::vector<std::string> pack_shards(const Dataset& dataset, const std::string& 
 // or RandomCrop(resolution) and RandomHorizontalFlip on a PIL image (the random draws come from
 // seqgan's own generator, so which crop an image gets differs from torch's).
 
+// Uniform integer in [0, n) from one 64-bit draw (Lemire's multiply-shift), and the Fisher-Yates
+// shuffle of v[0, n) built on it. std::uniform_int_distribution is avoided on purpose: its
+// algorithm differs between standard libraries, and data orders and augmentations must be the
+// same on every machine.
+int64_t uniform_below(std::mt19937_64& rng, int64_t n);
+void shuffle_indices(int64_t* v, int64_t n, std::mt19937_64& rng);
+
 // How an image reaches the model's resolution.
 enum class Preprocess {
   kResize,  // torchvision's Resize(resolution) with `filter`, then the crop (RandomCrop / CenterCrop)

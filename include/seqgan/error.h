@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sstream>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -43,6 +44,24 @@ struct StrFn {
   }
 };
 inline constexpr StrFn str{};
+
+// Bytes from a file (a key, a field, a name) as they go into a message: printable ASCII kept,
+// every other byte as \xNN.
+inline std::string printable(const void* data, size_t size) {
+  static const char kHex[] = "0123456789abcdef";
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::string s;
+  for (size_t i = 0; i < size; ++i) {
+    if (p[i] >= 32 && p[i] < 127) {
+      s += static_cast<char>(p[i]);
+    } else {
+      s += "\\x";
+      s += kHex[p[i] >> 4];
+      s += kHex[p[i] & 15];
+    }
+  }
+  return s;
+}
 
 }  // namespace seqgan
 

@@ -27,6 +27,18 @@ struct Image {
   uint8_t at(int y, int x, int c) const { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
 };
 
+// The format of encoded image bytes, by their signature (not a file name).
+enum class ImageFormat { kUnknown, kJpeg, kPng, kWebp };
+ImageFormat sniff_image_format(const uint8_t* data, size_t size);
+// "jpg", "png" or "webp" (the extensions seqgan writes), "" for kUnknown.
+const char* image_format_extension(ImageFormat format);
+
+// Pillow's RGB -> L: ITU-R 601 luma in 16-bit fixed point, (19595 R + 38470 G + 7471 B + 2^15)
+// >> 16. The weights sum to 2^16, so grey passes through unchanged.
+inline uint8_t rgb_to_luma(int r, int g, int b) {
+  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16);
+}
+
 // Decodes a JPEG, PNG or WebP file (recognised by its content, not its name) to `channels`
 // (1 or 3) channels, with the libraries Pillow itself is built on (libjpeg-turbo, libpng,
 // libwebp), and converts exactly as Pillow's Image.open(f).convert("RGB") / .convert("L") do,

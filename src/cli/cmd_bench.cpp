@@ -237,6 +237,7 @@ int run_bench(const Args& args) {
   for (char& ch : preset)
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
 
+  const std::string reference_dir = args.get("--reference").empty() ? default_reference_dir() : args.get("--reference");
   std::string case_dir;
   if (python) {
     std::string pattern = (std::filesystem::temp_directory_path() / "seqgan-bench-XXXXXX").string();
@@ -420,7 +421,7 @@ int run_bench(const Args& args) {
   // workers; and against the paper tokenizer's training step at 256x256.
   if (python) {
     const std::string jpegs = case_dir + "/jpegs";
-    const std::string script = (args.get("--reference").empty() ? default_reference_dir() : args.get("--reference")) + "/loader.py";
+    const std::string script = reference_dir + "/loader.py";
     const int count = quick ? 64 : 512;
     const int workers = 2, batch = 32, res = 256;
     const std::string make = "'" + args.get("--python") + "' '" + script + "' make '" + jpegs + "' " + std::to_string(count);
@@ -492,8 +493,7 @@ int run_bench(const Args& args) {
   // rounds, seqgan then Python then both again, best of each: a busy minute of a shared machine
   // then spoils neither side alone.
   if (python) {
-    const std::string reference = args.get("--reference").empty() ? default_reference_dir() : args.get("--reference");
-    auto results = run_reference(cases, args.get("--python"), reference, case_dir);
+    auto results = run_reference(cases, args.get("--python"), reference_dir, case_dir);
     if (results.is_array() && !quick) {
       for (auto& c : cases) {
         const double again = c.retime();
@@ -505,7 +505,7 @@ int run_bench(const Args& args) {
           if (f.name == c.name + "_peak_fraction") f.value = gflops / peak;
         }
       }
-      const auto second = run_reference(cases, args.get("--python"), reference, case_dir);
+      const auto second = run_reference(cases, args.get("--python"), reference_dir, case_dir);
       if (second.is_array())
         for (auto& r : results)
           for (const auto& r2 : second)

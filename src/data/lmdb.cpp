@@ -25,23 +25,6 @@ constexpr const char* kLmdbHint =
     "data.dataset=lmdb expects an LMDB environment (a folder holding data.mdb), as LSUN's export; "
     "for a folder of images use image-folder";
 
-// A key for messages: printable ASCII kept, other bytes as \xNN.
-std::string printable(const char* p, size_t n) {
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(p[i]);
-    if (c >= 32 && c < 127) {
-      s += static_cast<char>(c);
-    } else {
-      static const char kHex[] = "0123456789abcdef";
-      s += "\\x";
-      s += kHex[c >> 4];
-      s += kHex[c & 15];
-    }
-  }
-  return s;
-}
-
 std::string quote_mdb(int rc) { return str("\"", mdb_strerror(rc), "\""); }
 
 }  // namespace

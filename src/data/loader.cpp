@@ -58,15 +58,6 @@ struct Loader::Impl {
   std::vector<int64_t> my_shards;
   int64_t my_samples = 0;
 
-  // Fisher-Yates over v[0, n), uniform j in [0, i] by multiply-shift: identical on every standard
-  // library.
-  static void shuffle(int64_t* v, int64_t n, std::mt19937_64& rng) {
-    for (int64_t i = n - 1; i > 0; --i) {
-      const auto j = static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * static_cast<uint64_t>(i + 1)) >> 64);
-      std::swap(v[i], v[j]);
-    }
-  }
-
   // The sharded order of an epoch. The order of all shards is shuffled by the generator of
   // sample_seed(seed, epoch, -1), and the rank visits its own shards in that order; the samples
   // of shard s are shuffled by the generator of sample_seed(seed, epoch, -2 - s) (indices below
@@ -79,7 +70,7 @@ struct Loader::Impl {
       std::vector<int64_t> all(shard_offsets.size() - 1);
       for (size_t s = 0; s < all.size(); ++s) all[s] = static_cast<int64_t>(s);
       std::mt19937_64 rng(Transform::sample_seed(opt.seed, epoch, -1));
-      shuffle(all.data(), static_cast<int64_t>(all.size()), rng);
+      shuffle_indices(all.data(), static_cast<int64_t>(all.size()), rng);
       shards.clear();
       for (const int64_t s : all) {
         if (s % opt.world_size == opt.rank) shards.push_back(s);
@@ -94,7 +85,7 @@ struct Loader::Impl {
       }
       if (opt.shuffle) {
         std::mt19937_64 rng(Transform::sample_seed(opt.seed, epoch, -2 - s));
-        shuffle(mine.data() + begin, static_cast<int64_t>(mine.size() - begin), rng);
+        shuffle_indices(mine.data() + begin, static_cast<int64_t>(mine.size() - begin), rng);
       }
     }
     for (int64_t k = my_samples; k < per_rank; ++k) mine.push_back(mine[static_cast<size_t>(k % my_samples)]);
@@ -109,7 +100,7 @@ struct Loader::Impl {
     for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
     if (opt.shuffle) {
       std::mt19937_64 rng(Transform::sample_seed(opt.seed, epoch, -1));
-      shuffle(perm.data(), n, rng);
+      shuffle_indices(perm.data(), n, rng);
     }
     std::vector<int64_t> mine;
     mine.reserve(static_cast<size_t>(per_rank));

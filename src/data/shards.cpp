@@ -90,9 +90,8 @@ int64_t parse_class_id(const std::vector<uint8_t>& bytes, const std::string& wha
     value = value * 10 + (text[k] - '0');
   }
   if (!ok || value > INT32_MAX) {
-    std::string shown;
-    for (const char c : text.substr(0, 40)) shown += (c >= 32 && c < 127) ? c : '?';
-    throw Error(str(what, ": expected a class id (a decimal number, e.g. \"3\"), found \"", shown,
+    throw Error(str(what, ": expected a class id (a decimal number, e.g. \"3\"), found \"",
+                    printable(text.data(), std::min<size_t>(text.size(), 40)),
                     text.size() > 40 ? "...\"" : "\""),
                 kShardHint);
   }
@@ -120,16 +119,6 @@ std::vector<std::string> read_class_names(const std::string& path) {
     names.push_back(name.get<std::string>());
   }
   return names;
-}
-
-// The format of encoded image bytes, as the file extension for a shard member; "" if unknown.
-std::string image_extension(const std::vector<uint8_t>& b) {
-  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (b.size() >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return "jpg";
-  if (b.size() >= 8 && std::equal(kPng, kPng + 8, b.begin())) return "png";
-  if (b.size() >= 12 && std::equal(b.begin(), b.begin() + 4, "RIFF") && std::equal(b.begin() + 8, b.begin() + 12, "WEBP"))
-    return "webp";
-  return {};
 }
 
 }  // namespace
@@ -263,17 +252,12 @@ std::vector<std::string> pack_shards(const Dataset& dataset, const std::string& 
   }
   SEQGAN_CHECK(!ec, "cannot list '", out_dir, "': ", ec.message());
 
-  // The order the images are written in: the data set's, or a Fisher-Yates shuffle of the seed
-  // with a multiply-shift draw (the same on every standard library, unlike
-  // std::uniform_int_distribution).
+  // The order the images are written in: the data set's, or a shuffle of the seed.
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
   if (options.shuffle) {
     std::mt19937_64 rng(options.seed);
-    for (int64_t i = n - 1; i > 0; --i) {
-      const auto j = static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * static_cast<uint64_t>(i + 1)) >> 64);
-      std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
-    }
+    shuffle_indices(order.data(), n, rng);
   }
 
   const auto* encoded = dynamic_cast<const EncodedImageDataset*>(&dataset);
@@ -294,7 +278,7 @@ std::vector<std::string> pack_shards(const Dataset& dataset, const std::string& 
       // The stored bytes as they are: no decoding and re-encoding, no loss.
       try {
         bytes = encoded->read_bytes(i);
-        ext = image_extension(bytes);
+        ext = image_format_extension(sniff_image_format(bytes.data(), bytes.size()));
         SEQGAN_CHECK_HINT(!ext.empty(), "remove or convert it, or set data.skip_bad_files to leave it out",
                           encoded->item_name(i), " is not a JPEG, PNG or WebP image (by its first bytes)");
       } catch (const Error&) {

@@ -69,22 +69,6 @@ bool parse_number(const unsigned char* p, size_t n, uint64_t& value) {
   return true;
 }
 
-// A field's bytes for error messages: printable ASCII kept, the rest as \xNN.
-std::string quoted(const unsigned char* p, size_t n) {
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    if (p[i] >= 32 && p[i] < 127) {
-      s += static_cast<char>(p[i]);
-    } else {
-      static const char kHex[] = "0123456789abcdef";
-      s += "\\x";
-      s += kHex[p[i] >> 4];
-      s += kHex[p[i] & 15];
-    }
-  }
-  return s;
-}
-
 // What pending extended headers ('x', 'L') say about the next member.
 struct Pending {
   uint64_t at = 0;  // offset of the first of them, for errors
@@ -118,7 +102,7 @@ void parse_pax(const std::string& data, const std::string& name, uint64_t at, Pe
     if (record.back() != '\n' || eq == std::string::npos || eq == 0) {
       fail(name, at, str("malformed pax record at byte ", i, " of the extended header: expected "
                           "KEY=VALUE ending in a newline, found '",
-                          quoted(reinterpret_cast<const unsigned char*>(record.data()),
+                          printable(reinterpret_cast<const unsigned char*>(record.data()),
                                  std::min<size_t>(record.size(), 60)), "'"));
     }
     const std::string key = record.substr(0, eq);
@@ -165,7 +149,7 @@ std::vector<TarEntry> index_tar(const TarReadAt& read_at, uint64_t file_size, co
     // writers summed signed chars, which is accepted too.
     uint64_t stored = 0;
     if (!parse_number(h + kChecksumAt, kChecksumLen, stored) || h[kChecksumAt] == 0x80) {
-      fail(name, pos, str("the checksum field '", quoted(h + kChecksumAt, kChecksumLen),
+      fail(name, pos, str("the checksum field '", printable(h + kChecksumAt, kChecksumLen),
                           "' is not an octal number: this is not a tar header"));
     }
     uint64_t sum = 0;
@@ -185,7 +169,7 @@ std::vector<TarEntry> index_tar(const TarReadAt& read_at, uint64_t file_size, co
     const char type = static_cast<char>(h[kTypeAt]);
     uint64_t size = 0;
     if (!parse_number(h + kSizeAt, kSizeLen, size)) {
-      fail(name, pos, str("the size field '", quoted(h + kSizeAt, kSizeLen), "' is not an octal number"));
+      fail(name, pos, str("the size field '", printable(h + kSizeAt, kSizeLen), "' is not an octal number"));
     }
     const bool extension = type == 'L' || type == 'x' || type == 'g' || type == 'K';
     if (pending.has_size && !extension) size = pending.size;

@@ -26,16 +26,6 @@ namespace {
 // seqgan refuses them too, before allocating.
 constexpr uint64_t kMaxPixels = 2ull * 89478485ull;
 
-enum class Format { kPng, kJpeg, kWebp, kUnknown };
-
-Format sniff(const uint8_t* d, size_t n) {
-  static const uint8_t kPngSig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (n >= 8 && std::memcmp(d, kPngSig, 8) == 0) return Format::kPng;
-  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return Format::kJpeg;
-  if (n >= 12 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0) return Format::kWebp;
-  return Format::kUnknown;
-}
-
 // The decoded image in one of Pillow's modes before conversion.
 enum class Mode {
   kL,     // 8-bit grey
@@ -273,11 +263,6 @@ std::string decode_webp(const uint8_t* data, size_t size, Decoded& out) {
 // ---------------------------------------------------------------------------------------------
 // Pillow's conversions.
 
-// ITU-R 601 luma in Pillow's fixed point (the weights sum to 2^16, so grey passes through).
-inline uint8_t luma(int r, int g, int b) {
-  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16);
-}
-
 // Pillow's CMYK -> RGB: each ink scaled by the remaining brightness, with its rounding division
 // by 255.
 inline uint8_t cmyk_channel(int ink, int not_black) {
@@ -316,7 +301,7 @@ Image convert(Decoded& d, int channels) {
     if (channels == 3) {
       o[i * 3] = static_cast<uint8_t>(r), o[i * 3 + 1] = static_cast<uint8_t>(g), o[i * 3 + 2] = static_cast<uint8_t>(b);
     } else {
-      o[i] = luma(r, g, b);
+      o[i] = rgb_to_luma(r, g, b);
     }
   }
   return out;
@@ -324,17 +309,34 @@ Image convert(Decoded& d, int channels) {
 
 }  // namespace
 
+ImageFormat sniff_image_format(const uint8_t* d, size_t n) {
+  static const uint8_t kPngSig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n >= 8 && std::memcmp(d, kPngSig, 8) == 0) return ImageFormat::kPng;
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return ImageFormat::kJpeg;
+  if (n >= 12 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0) return ImageFormat::kWebp;
+  return ImageFormat::kUnknown;
+}
+
+const char* image_format_extension(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::kJpeg: return "jpg";
+    case ImageFormat::kPng: return "png";
+    case ImageFormat::kWebp: return "webp";
+    default: return "";
+  }
+}
+
 Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& name) {
   SEQGAN_CHECK_HINT(channels == 1 || channels == 3, "use 1 (grey) or 3 (RGB)",
                     "expected 1 or 3 channels, got ", channels);
   const char* fix = "re-create the file, or skip undecodable images (data.skip_bad_files=true)";
   SEQGAN_CHECK_HINT(size > 0, fix, "'", name, "': expected JPEG, PNG or WebP data, found 0 bytes");
-  const Format format = sniff(data, size);
-  SEQGAN_CHECK_HINT(format != Format::kUnknown, "convert the image to JPEG, PNG or WebP",
+  const ImageFormat format = sniff_image_format(data, size);
+  SEQGAN_CHECK_HINT(format != ImageFormat::kUnknown, "convert the image to JPEG, PNG or WebP",
                     "'", name, "': expected a JPEG, PNG or WebP signature, found neither");
   Decoded decoded;
-  const std::string problem = format == Format::kJpeg  ? decode_jpeg(data, size, decoded)
-                              : format == Format::kPng ? decode_png(data, size, decoded)
+  const std::string problem = format == ImageFormat::kJpeg  ? decode_jpeg(data, size, decoded)
+                              : format == ImageFormat::kPng ? decode_png(data, size, decoded)
                                                        : decode_webp(data, size, decoded);
   SEQGAN_CHECK_HINT(problem.empty(), fix, "'", name, "': ", problem);
   return convert(decoded, channels);

@@ -222,25 +222,18 @@ Image resize_crop(const Image& image, int width, int height, int x0, int y0, int
 Image adm_center_crop(const Image& image, int size) {
   SEQGAN_CHECK(size > 0, "expected a positive size, got ", size);
   SEQGAN_CHECK(!image.empty(), "cannot crop an empty image");
-  Image img = image;
-  while (std::min(img.width, img.height) >= 2 * size) {
-    img = resize_image(img, img.width / 2, img.height / 2, ResizeFilter::kBox);
+  const Image* img = &image;  // the caller's image until the first halving
+  Image halved;
+  while (std::min(img->width, img->height) >= 2 * size) {
+    halved = resize_image(*img, img->width / 2, img->height / 2, ResizeFilter::kBox);
+    img = &halved;
   }
-  const double scale = static_cast<double>(size) / std::min(img.width, img.height);
+  const double scale = static_cast<double>(size) / std::min(img->width, img->height);
   // Python's round(): half to even, which nearbyint gives in the default rounding mode.
-  const int w = static_cast<int>(std::nearbyint(img.width * scale));
-  const int h = static_cast<int>(std::nearbyint(img.height * scale));
-  img = resize_image(img, w, h, ResizeFilter::kBicubic);
-  SEQGAN_CHECK(img.width >= size && img.height >= size, "adm_center_crop: the resized image is ", img.width, "x",
-               img.height, ", smaller than ", size);
-  const int x0 = (img.width - size) / 2, y0 = (img.height - size) / 2;
-  Image out(size, size, img.channels);
-  const size_t row = static_cast<size_t>(size) * img.channels;
-  for (int y = 0; y < size; ++y) {
-    std::memcpy(&out.pixels[static_cast<size_t>(y) * row],
-                &img.pixels[(static_cast<size_t>(y + y0) * img.width + x0) * img.channels], row);
-  }
-  return out;
+  const int w = static_cast<int>(std::nearbyint(img->width * scale));
+  const int h = static_cast<int>(std::nearbyint(img->height * scale));
+  SEQGAN_CHECK(w >= size && h >= size, "the resized image is ", w, "x", h, ", smaller than ", size);
+  return resize_crop(*img, w, h, (w - size) / 2, (h - size) / 2, size, size, ResizeFilter::kBicubic);
 }
 
 }  // namespace seqgan

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "remove_tree.h"
 #include "seqgan/checkpoint.h"
@@ -130,9 +131,63 @@ TEST(Safetensors, ReadsPythonFixtureExactly) {
 }
 
 TEST(Safetensors, SerializesByteForByteLikeTheFixture) {
-  const std::string path = kFixtures + "/all_dtypes.safetensors";
-  const st::File file = st::load(path);
-  EXPECT_EQ(st::serialize(expected_tensors(), file.header.metadata), read_bytes(path));
+  // The fixture's checksums were computed by Python's zlib.crc32 (tools/safetensors_fixtures.py).
+  const st::File file = st::load(kFixtures + "/all_dtypes.safetensors");
+  EXPECT_EQ(st::serialize(expected_tensors(), file.header.metadata), read_bytes(kFixtures + "/all_dtypes_crc32.safetensors"));
+}
+
+TEST(Safetensors, ChecksumsCatchADamagedTensorAndNameIt) {
+  TempDir dir;
+  const std::string path = dir.file("ours.safetensors");
+  st::save(path, expected_tensors(), {{"k", "v"}});
+  const st::Header header = st::read_header(path);
+  EXPECT_EQ(header.checksums.size(), header.tensors.size());
+  EXPECT_EQ(header.metadata, (st::Metadata{{"k", "v"}})) << "the checksums are not user metadata";
+  const st::TensorInfo* f64 = header.find("f64");
+  ASSERT_NE(f64, nullptr);
+  // One flipped byte inside tensor f64.
+  auto bytes = read_bytes(path);
+  bytes[header.data_start() + f64->begin + 3] ^= 0x10;
+  write_bytes(path, bytes);
+  try {
+    st::load(path);
+    FAIL() << "a damaged tensor loaded";
+  } catch (const seqgan::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'f64' is damaged"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(st::parse(bytes.data(), bytes.size()), seqgan::Error);
+  // Files from other tools carry no checksums and load as before.
+  const st::File plain = st::load(kFixtures + "/plain.safetensors");
+  EXPECT_TRUE(plain.header.checksums.empty());
+  EXPECT_EQ(plain.tensors.size(), 4u);
+}
+
+TEST(Safetensors, MalformedChecksumsAreRefused) {
+  auto refused = [](const std::string& value) {
+    st::TensorMap t{{"a", torch::ones({2})}};
+    auto bytes = st::serialize(t);
+    // Rewrite the header with the given checksum entry, keeping the data.
+    const st::Header h = st::parse_header(bytes.data(), bytes.size());
+    nlohmann::json doc = nlohmann::json::parse(std::string(bytes.begin() + 8, bytes.begin() + 8 + h.header_size));
+    doc["__metadata__"][st::kChecksumKey] = value;
+    std::string text = doc.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');
+    std::vector<uint8_t> out(8);
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(uint64_t(text.size()) >> (8 * i));
+    out.insert(out.end(), text.begin(), text.end());
+    out.insert(out.end(), bytes.begin() + 8 + h.header_size, bytes.end());
+    try {
+      st::parse(out.data(), out.size());
+      return false;
+    } catch (const seqgan::Error&) {
+      return true;
+    }
+  };
+  EXPECT_TRUE(refused("{not json"));
+  EXPECT_TRUE(refused(R"({"b":"00000000"})"));
+  EXPECT_TRUE(refused(R"({"a":"0000000G"})"));
+  EXPECT_TRUE(refused(R"({"a":"00000000"})"));  // well formed, wrong
+  EXPECT_FALSE(refused(R"({})"));
 }
 
 TEST(Safetensors, PythonChecksFileWeWrote) {

@@ -13,6 +13,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -64,11 +65,21 @@ def encode(dtype, shape, values):
     return array.reshape(shape).tobytes()
 
 
-def image(tensors, metadata=None):
+def checksums(tensors):
+    """seqgan's "seqgan.crc32" metadata value: zlib's CRC-32 of each tensor's bytes, as compact
+    JSON with sorted keys."""
+    sums = {name: "%08x" % zlib.crc32(encode(*tensors[name])) for name in tensors}
+    return json.dumps(sums, separators=(",", ":"), sort_keys=True)
+
+
+def image(tensors, metadata=None, with_checksums=False):
     """Bytes laid out as seqgan writes them: widest dtype first then by name, so every tensor is
-    aligned with no gaps; JSON with sorted keys, padded with spaces to a multiple of 8."""
+    aligned with no gaps; JSON with sorted keys, padded with spaces to a multiple of 8. With
+    checksums, the metadata also holds "seqgan.crc32", as every file seqgan writes does."""
     order = sorted(tensors, key=lambda n: (-DTYPES[tensors[n][0]][1], n))
     header, data, offset = {}, b"", 0
+    if with_checksums:
+        metadata = dict(metadata or {}, **{"seqgan.crc32": checksums(tensors)})
     if metadata:
         header["__metadata__"] = metadata
     for name in order:
@@ -98,6 +109,8 @@ def write_fixtures(directory):
     write(os.path.join(directory, "all_dtypes.safetensors"),
           image(EXPECTED, dict(EXPECTED_METADATA, writer="python")))
     write(os.path.join(directory, "plain.safetensors"), image(PLAIN))
+    write(os.path.join(directory, "all_dtypes_crc32.safetensors"),
+          image(EXPECTED, dict(EXPECTED_METADATA, writer="python"), with_checksums=True))
 
 
 def write_corpus(directory):
@@ -106,6 +119,10 @@ def write_corpus(directory):
     seeds = {
         "valid_all_dtypes": good,
         "valid_plain": image(PLAIN),
+        "valid_checksums": image(EXPECTED, dict(EXPECTED_METADATA), with_checksums=True),
+        "checksums_not_json": image(PLAIN, {"seqgan.crc32": "{not json"}),
+        "checksums_unknown_tensor": image(PLAIN, {"seqgan.crc32": '{"nope":"00000000"}'}),
+        "checksums_bad_hex": image(PLAIN, {"seqgan.crc32": '{"features.0.bias":"0000000G"}'}),
         "valid_empty_header": raw("{}      "),
         "empty": b"",
         "short_length": b"\x08\x00\x00",
@@ -148,6 +165,15 @@ def check(path):
 
     metadata = header.pop("__metadata__", {})
     metadata.pop("writer", None)
+    sums = json.loads(metadata.pop("seqgan.crc32", "{}"))
+    for name, hex_sum in sums.items():
+        if name not in header:
+            fail(f"{path}: a checksum for tensor '{name}', which the file does not hold")
+        begin, end = header[name]["data_offsets"]
+        if "%08x" % zlib.crc32(data[begin:end]) != hex_sum:
+            fail(f"{path}: tensor '{name}' has CRC-32 {zlib.crc32(data[begin:end]):08x}, the header says {hex_sum}")
+    if set(sums) != set(header):
+        fail(f"{path}: checksums for {sorted(sums)}, tensors {sorted(header)}")
     if metadata != EXPECTED_METADATA:
         fail(f"{path}: metadata {metadata} != {EXPECTED_METADATA}")
     if set(header) != set(EXPECTED):

@@ -63,6 +63,19 @@ inline std::string printable(const void* data, size_t size) {
   return s;
 }
 
+// A command stopped by SIGINT or SIGTERM (see install_stop_handlers in runtime.h). Not an Error:
+// code that tolerates bad data (skip_bad_files) must not swallow it. Programs exit with
+// 128 + signal() after cleaning up, as shells expect (130 for Ctrl-C, 143 for SIGTERM).
+class Interrupted : public std::runtime_error {
+ public:
+  explicit Interrupted(int signal, const std::string& what) : std::runtime_error(what), signal_(signal) {}
+  int signal() const noexcept { return signal_; }
+  int exit_code() const noexcept { return 128 + signal_; }
+
+ private:
+  int signal_;
+};
+
 }  // namespace seqgan
 
 // SEQGAN_CHECK(cond, parts...): throws seqgan::Error("<function>: <parts...>") when cond is false.

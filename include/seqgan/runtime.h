@@ -53,6 +53,17 @@ inline constexpr int64_t kHeapBlockBytes = int64_t{32} << 20;
 // "auto" picks CUDA when this build and machine have it, else CPU. Returns "cpu" or "cuda".
 std::string resolve_device(const std::string& requested);
 
+// SIGINT and SIGTERM as a request to stop. After install_stop_handlers() the first signal only
+// sets a flag that long loops poll (training writes a checkpoint and returns; other commands
+// throw Interrupted from throw_if_stopped and clean up as the exception unwinds); a second one
+// ends the process at once with the default action. Installing twice is harmless.
+void install_stop_handlers();
+bool stop_requested();
+// The signal that asked to stop (SIGINT or SIGTERM), 0 when none did.
+int stop_signal();
+// Throws Interrupted, naming `what` was interrupted, once a stop was requested.
+void throw_if_stopped(const std::string& what);
+
 // One line describing the machine and the build (for logs and reports).
 std::string machine_summary();
 

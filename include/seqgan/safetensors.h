@@ -2,6 +2,10 @@
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the data.
 // Python's `safetensors` package reads what this writes and the other way round.
 //
+// seqgan adds a CRC-32 of every tensor's bytes to the metadata it writes (key "seqgan.crc32", a
+// JSON object {tensor name: 8 hex digits}); loading checks them when present, so that a damaged
+// file is refused naming the tensor, and files from other tools (without the key) load as before.
+//
 // The header half (DType, TensorInfo, Header, parse_header, describe) needs no libtorch, so the
 // fuzzer and `seqgan inspect` stay light; the tensor half works with at::Tensor.
 #pragma once
@@ -44,8 +48,13 @@ struct TensorInfo {
 
 using Metadata = std::map<std::string, std::string>;
 
+// The metadata key of the checksums.
+inline constexpr const char* kChecksumKey = "seqgan.crc32";
+
 struct Header {
-  Metadata metadata;
+  Metadata metadata;  // without kChecksumKey, which is parsed into `checksums`
+  // From the metadata's kChecksumKey, checked against the tensor names; empty when absent.
+  std::map<std::string, uint32_t> checksums;
   std::vector<TensorInfo> tensors;  // sorted by name
   uint64_t header_size = 0;         // N: JSON bytes, padding included
   uint64_t data_size = 0;           // bytes in the data buffer after the header
@@ -87,9 +96,13 @@ TensorMap decode(const Header& header, const uint8_t* bytes, std::size_t size,
 File parse(const uint8_t* bytes, std::size_t size, const std::string& source = "<memory>");
 
 // Reads a whole file. Any safetensors file loads here, ours or Python's (e.g. converted weights).
+// Every tensor with a checksum in the header is checked against it.
 File load(const std::string& path);
 
-// Writes `tensors` and `metadata` atomically: a temporary file in the same directory is written,
+// CRC-32 (zlib's) of a byte range, as the checksums hold it.
+uint32_t checksum(const void* data, std::size_t size);
+
+// Writes `tensors` and `metadata` (plus the checksums, see kChecksumKey) atomically: a temporary file in the same directory is written,
 // fsynced and renamed over `path`, then the directory is fsynced. On any error the temporary
 // file is removed and an existing file at `path` is left as it was. Tensors on any device are
 // copied to the CPU one at a time; the header lists them by name.

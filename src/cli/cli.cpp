@@ -285,6 +285,9 @@ int run_cli(const std::vector<std::string>& raw_args) {
     }
   try {
     return cmd->run(cmd->parse(rest));
+  } catch (const Interrupted& e) {
+    std::cerr << "seqgan " << cmd->info.name << ": " << e.what() << "; nothing half-written was left\n";
+    return e.exit_code();
   } catch (const UsageError& e) {
     std::cerr << "seqgan " << cmd->info.name << ": " << e.what() << "\nrun `seqgan " << cmd->info.name
               << " --help` for its options\n";

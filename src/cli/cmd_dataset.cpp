@@ -12,6 +12,8 @@
 #include "data/open.h"
 #include "seqgan/error.h"
 #include "seqgan/log.h"
+#include "seqgan/runtime.h"
+#include "train/run.h"
 
 namespace seqgan::cli {
 namespace {
@@ -145,6 +147,9 @@ int run_export(const Args& args, const Config& config) {
   const std::string split = split_option(args);
   const auto data = open_dataset(config.data, split);
   const int64_t count = count_of(args, data->size());
+  // Written whole or not at all (see OutputFolder).
+  install_stop_handlers();
+  OutputFolder output(args.get("--out"));
   const std::string out = args.get("--out");
   const Transform transform(eval_transform(config.data));
   const int digits = std::max<int>(6, static_cast<int>(std::to_string(count - 1).size()));
@@ -153,10 +158,12 @@ int run_export(const Args& args, const Config& config) {
     const Image image = transform.apply(data->load(i).image, config.seed, 0, i);
     std::string name = std::to_string(i);
     name.insert(0, static_cast<size_t>(std::max<int>(0, digits - static_cast<int>(name.size()))), '0');
-    write_png(out + "/" + name + ".png", image);
+    write_png(output.file(name + ".png"), image);
     progress.update(i + 1);
+    throw_if_stopped("dataset export");
   }
   progress.finish();
+  output.commit();
   std::cout << "wrote " << count << " images of " << data->description() << " (" << split << ") to " << out
             << ", as the model sees them in evaluation (" << config.data.resolution << "x" << config.data.resolution
             << ", " << (config.data.preprocess == "adm" ? "ADM center_crop_arr" : "resize " + config.data.resize_filter + " + centre crop")

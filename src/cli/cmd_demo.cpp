@@ -145,9 +145,9 @@ int run_demo(const Args& args) {
                 "seqgan evaluate fid --ref " + stats + " --gen data:train --count 10000",
                 "seqgan evaluate is --gen data:test --count -1"},
                [&] { evaluate_demo(dir, common); });
-  } catch (const StageRunner::Interrupted&) {
+  } catch (const StageRunner::Interrupted& e) {
     std::cout << "demo: interrupted; run `seqgan demo --out " << dir << "` again to resume\n";
-    return 130;
+    return e.exit_code();
   }
   st["finished"] = "finished " + now_text();
   demo.save();

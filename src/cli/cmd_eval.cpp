@@ -36,6 +36,7 @@ FeatureStats stats_of(const std::string& spec, const Config& config, const Args&
   if (!net) net = std::make_unique<EvalNetwork>(config.eval, to_device(resolve_device(config.device)));
   const ImageSource source = open_image_source(spec, config.data);
   const FeatureSet set = extract_features(*net, source, count_option(args, config), batch_option(args, config), label);
+  SkippedFiles(source.data).report();
   return feature_stats(*net, set, source.name);
 }
 
@@ -67,6 +68,7 @@ int run_is(const Args& args, const Config& config) {
   EvalNetwork net(config.eval, to_device(resolve_device(config.device)));
   const ImageSource source = open_image_source(args.get("--gen"), config.data);
   const FeatureSet set = extract_features(net, source, count_option(args, config), batch_option(args, config), "features");
+  SkippedFiles(source.data).report();
   const int splits = args.get("--splits").empty() ? config.eval.is_splits : static_cast<int>(args.get_int("--splits"));
   const InceptionScore is = inception_score(set.logits, splits);
   json j{{"metric", "is"}, {"inception_score", is.mean}, {"std", is.std}, {"splits", is.splits},
@@ -88,6 +90,7 @@ int run_tokenizer_metric(const Args& args, const Config& config, const std::stri
   if (metric == "rfid") net = std::make_unique<EvalNetwork>(config.eval, device);
   const int64_t count = args.get("--count").empty() ? -1 : args.get_int("--count");
   const TokenizerScores s = score_tokenizer(tok.model, source, count, batch_option(args, config), net.get());
+  SkippedFiles(source.data).report();
   const int64_t K = s.histogram.size(0);
   json j{{"metric", metric}, {"tokenizer", args.get("--tokenizer")}, {"phase", tok.phase}, {"step", tok.step},
          {"source", source.name}, {"count", s.count}, {"psnr_db", s.psnr}, {"codebook_usage", s.usage},
@@ -111,6 +114,7 @@ int run_tokenizer_metric(const Args& args, const Config& config, const std::stri
 
 int run_evaluate(const Args& args) {
   const Config config = load_config(args);
+  install_stop_handlers();
   const std::string metric = args.positionals().at(0);
   if (metric == "fid") return run_fid(args, config);
   if (metric == "is") return run_is(args, config);
@@ -120,11 +124,13 @@ int run_evaluate(const Args& args) {
 
 int run_fid_stats(const Args& args) {
   const Config config = load_config(args);
+  install_stop_handlers();
   const std::string out = args.get("--out");
   if (out.empty()) throw UsageError("pass --out FILE.safetensors");
   EvalNetwork net(config.eval, to_device(resolve_device(config.device)));
   const ImageSource source = open_image_source(args.positionals().at(0), config.data);
   const FeatureSet set = extract_features(net, source, count_option(args, config), batch_option(args, config), "features");
+  SkippedFiles(source.data).report();
   const FeatureStats stats = feature_stats(net, set, source.name);
   save_feature_stats(out, stats);
   std::cout << "wrote statistics of " << stats.count << " images of " << source.name << " [" << stats.network << "] to "

@@ -260,9 +260,9 @@ int run_experiment(const Args& args) {
         report::write_experiment_report(info);
       }
     }
-  } catch (const StageRunner::Interrupted&) {
+  } catch (const StageRunner::Interrupted& e) {
     std::cout << job << ": interrupted; run the same command again to resume\n";
-    return 130;
+    return e.exit_code();
   }
   const std::string report = report::write_experiment_report(info);
   std::cout << job << ": done; open " << report << " (tables also in " << exp << "/results.md)\n";

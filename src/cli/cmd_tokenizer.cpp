@@ -5,6 +5,7 @@
 #include <set>
 
 #include "cli/cli.h"
+#include "cli/signals.h"
 #include "eval/psnr.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
@@ -67,6 +68,7 @@ int run_reconstruct(const Args& args) {
       if (!scores[t].grid.defined()) scores[t].grid = rec.slice(0, 0, shown).cpu();
     }
     progress.update(start + x.size(0));
+    throw_if_stopped("reconstruct");
   }
   progress.finish();
   const std::string out = args.get("--out");
@@ -110,8 +112,11 @@ int run_tokenize(const Args& args) {
   const auto data = open_dataset(tok.config.data, split);
   const std::string out =
       args.has("--out") ? args.get("--out") : "runs/" + cli_config.preset + "/tokens-" + split + ".safetensors";
+  install_stop_handlers();
+  const auto out_lock = lock_output_file(out);
   const auto tokens = tokenize_dataset(*tok.model, *data, eval_transform(tok.config.data), args.get_int("--batch-size"),
                                        args.get_int("--limit"));
+  SkippedFiles(data, out + ".skipped.txt").report();
   TokenFile file;
   file.indices = tokens.first;
   file.labels = tokens.second;
@@ -119,8 +124,7 @@ int run_tokenize(const Args& args) {
   file.class_names = data->class_names();
   file.tokenizer_config_json = config_to_json(tok.config, -1);
   file.split = split;
-  const auto parent = std::filesystem::path(out).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
+  throw_if_stopped("tokenize");
   save_tokens(out, file);
   std::cout << "wrote " << file.indices.size(0) << " token maps of " << file.indices.size(1) << "x" << file.indices.size(2)
             << " (codebook " << file.codebook_size << ") to " << out << "\n";

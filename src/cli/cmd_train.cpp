@@ -57,13 +57,16 @@ int run_train_tokenizer(const Args& args) {
     throw UsageError("phase 2 needs --init PHASE1_RUN/tokenizer.safetensors");
   o.run_dir = args.has("--out") ? args.get("--out") : "runs/" + o.config.preset + "/tokenizer-phase" + std::to_string(o.phase);
   o.resume = args.flag("--resume");
+  o.overwrite = args.flag("--overwrite");
+  if (o.resume && o.overwrite) throw UsageError("give either --resume (continue the run) or --overwrite (replace it)");
+  o.resume_overrides = args.all("--set");
   o.max_steps = args.get_int("--max-steps");
   o.stop = install_stop_handlers();
   o.group = join_process_group(o.config);
   const auto r = train_tokenizer(o);
   std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; tokenizer: " << r.tokenizer_path
             << (r.interrupted ? " (continue with --resume)" : "") << "\n";
-  return 0;
+  return interrupted_exit_code();
 }
 
 }  // namespace
@@ -97,7 +100,8 @@ Command train_tokenizer_command() {
   c.option("--phase", "N", "1", "1 or 2");
   c.option("--init", "FILE", "", "phase 2: the phase-1 tokenizer.safetensors");
   c.option("--out", "DIR", "", "run directory (default: runs/PRESET/tokenizer-phaseN)");
-  c.flag("--resume", "continue the run in --out from its checkpoint");
+  c.flag("--resume", "continue the run in --out from its checkpoint (--set may change its training schedule)");
+  c.flag("--overwrite", "delete the run --out holds and start afresh (without it, such a run is refused)");
   c.option("--max-steps", "N", "-1", "stop with a checkpoint after N steps of this invocation (-1: no limit)");
   c.run = run_train_tokenizer;
   return c;

@@ -38,6 +38,9 @@ int run_train_transformer(const Args& args) {
   o.val_tokens = args.get("--val-tokens");
   o.run_dir = args.has("--out") ? args.get("--out") : runs + "/" + args.get("--kind");
   o.resume = args.flag("--resume");
+  o.overwrite = args.flag("--overwrite");
+  if (o.resume && o.overwrite) throw UsageError("give either --resume (continue the run) or --overwrite (replace it)");
+  o.resume_overrides = args.all("--set");
   o.max_steps = args.get_int("--max-steps");
   o.stop = install_stop_handlers();
   o.group = join_process_group(o.config);
@@ -45,7 +48,7 @@ int run_train_transformer(const Args& args) {
   std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; validation loss "
             << std::setprecision(4) << r.val_loss << ", top-1 " << 100 * r.val_accuracy << "%; model: " << r.model_path
             << (r.interrupted ? " (continue with --resume)" : "") << "\n";
-  return 0;
+  return interrupted_exit_code();
 }
 
 // "3,5,7" -> {3, 5, 7}; "all" -> 0..n-1.
@@ -103,6 +106,9 @@ int run_sample(const Args& args) {
   const int64_t h = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(ts.length))));
   SEQGAN_CHECK(h * h == ts.length, "the model's ", ts.length, " tokens do not form a square grid");
 
+  // Written whole or not at all: an interruption or a full disk leaves the previous output as it was.
+  install_stop_handlers();
+  OutputFolder output(args.get("--out"));
   std::vector<at::Tensor> codes;
   Progress progress(tr.model->causal() ? "sample AR" : "sample NAR", total);
   const auto start = std::chrono::steady_clock::now();
@@ -113,13 +119,14 @@ int run_sample(const Args& args) {
                                         : sample_nar(*tr.model, c, n, nar_options(cli.sample), gen))
                         .cpu());
     progress.update(s + n);
+    throw_if_stopped("sample");
   }
   progress.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto all = at::cat(codes).view({total, h, h});
 
   const std::string out = args.get("--out");
-  std::filesystem::create_directories(out + "/images");
+  std::filesystem::create_directories(output.file("images"));
   std::vector<at::Tensor> imgs;
   {
     torch::NoGradGuard ng;
@@ -129,8 +136,9 @@ int run_sample(const Args& args) {
   const auto images = at::cat(imgs);
   for (int64_t i = 0; i < total; ++i) {
     std::ostringstream name;
-    name << out << "/images/" << std::setw(6) << std::setfill('0') << i << ".png";
+    name << output.path() << "/images/" << std::setw(6) << std::setfill('0') << i << ".png";
     write_png(name.str(), images[i]);
+    if (i % 64 == 63) throw_if_stopped("sample");
   }
   // Row captions: the class names of the tokenizer's data set where it is at hand, else ids.
   std::vector<std::string> names;
@@ -145,14 +153,16 @@ int run_sample(const Args& args) {
     const std::string caption = c < 0 ? "" : c < static_cast<int64_t>(names.size()) ? names[c] : "class " + std::to_string(c);
     fig.add_row(images.narrow(0, static_cast<int64_t>(r) * per_class, std::min(per_class, columns)), caption);
   }
-  fig.write_png(out + "/grid.png");
+  fig.write_png(output.file("grid.png"));
   TokenFile file;
   file.indices = all;
   file.labels = ts.num_classes > 0 ? at::tensor(cond, at::kLong) : at::full({total}, -1, at::kLong);
   file.codebook_size = ts.codebook_size;
   file.tokenizer_config_json = config_to_json(tok.config, -1);
   file.split = "samples";
-  save_tokens(out + "/tokens.safetensors", file);
+  save_tokens(output.file("tokens.safetensors"), file);
+  throw_if_stopped("sample");
+  output.commit();
   std::cout << "sampled " << total << " images (" << (tr.model->causal() ? "AR" : "NAR") << ", " << std::fixed
             << std::setprecision(1) << static_cast<double>(total) / secs << " img/s, "
             << static_cast<double>(total * ts.length) / secs << " tokens/s) -> " << out
@@ -239,7 +249,8 @@ Command train_transformer_command() {
   c.option("--tokens", "FILE", "", "training token file (default: runs/PRESET/tokens-train.safetensors)");
   c.option("--val-tokens", "FILE", "", "validation token file (default: hold out train_ar/nar.val_fraction of --tokens)");
   c.option("--out", "DIR", "", "run directory (default: runs/PRESET/KIND)");
-  c.flag("--resume", "continue the run in --out from its checkpoint");
+  c.flag("--resume", "continue the run in --out from its checkpoint (--set may change its training schedule)");
+  c.flag("--overwrite", "delete the run --out holds and start afresh (without it, such a run is refused)");
   c.option("--max-steps", "N", "-1", "stop with a checkpoint after N steps of this invocation (-1: no limit)");
   c.run = run_train_transformer;
   return c;

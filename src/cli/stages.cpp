@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "seqgan/error.h"
+#include "seqgan/runtime.h"
 #include "train/run.h"
 
 namespace seqgan::cli {
@@ -60,13 +61,13 @@ void StageRunner::stage(const std::string& name, const std::vector<std::vector<s
   for (const auto& d : described) lines.push_back(d);
   if (in_process) {
     in_process();
-    if (stop_()) throw Interrupted();
+    throw_if_stopped(job_ + " stage '" + name + "'");
   } else {
     for (auto args : commands) {
       if (described.empty()) lines.push_back("seqgan " + join_args(args));
       args.insert(args.end(), common_.begin(), common_.end());
       const int code = run_cli(args);
-      if (stop_()) throw Interrupted();
+      throw_if_stopped(job_ + " stage '" + name + "'");
       SEQGAN_CHECK_HINT(code == 0, "fix the problem above and run the same command again: finished stages are skipped",
                         job_, " stage '", name, "' failed: seqgan ", join_args(args));
     }
@@ -77,7 +78,8 @@ void StageRunner::stage(const std::string& name, const std::vector<std::vector<s
 }
 
 std::vector<std::string> StageRunner::resumable(std::vector<std::string> args, const std::string& run_dir) {
-  if (fs::exists(run_dir + "/checkpoint.safetensors")) args.push_back("--resume");
+  // A stage killed before its first checkpoint left a run without a state: it starts over.
+  args.push_back(fs::exists(run_dir + "/checkpoint.safetensors") ? "--resume" : "--overwrite");
   return args;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/signals.h"
+#include "seqgan/error.h"
 
 namespace seqgan::cli {
 
@@ -24,10 +25,11 @@ class StageRunner {
   bool done(const std::string& name) const;
   // Runs the commands of a stage (each a `seqgan` argument list) unless it finished before, or,
   // given `in_process`, that function instead, recording `described` as its commands. A failing
-  // command ends the job with an error; a stop request (Ctrl-C) throws Interrupted.
+  // command ends the job with an error; a stop request (Ctrl-C, SIGTERM) throws Interrupted.
   void stage(const std::string& name, const std::vector<std::vector<std::string>>& commands,
              const std::vector<std::string>& described = {}, const std::function<void()>& in_process = {});
-  // `args` plus --resume when `run_dir` holds a checkpoint.
+  // `args` plus --resume when `run_dir` holds a checkpoint, else --overwrite (a run killed before
+  // its first checkpoint starts over).
   static std::vector<std::string> resumable(std::vector<std::string> args, const std::string& run_dir);
   // Seconds of all finished stages.
   double seconds() const;
@@ -36,7 +38,7 @@ class StageRunner {
   void save();
   bool stop_requested() const { return stop_(); }
 
-  struct Interrupted {};
+  using Interrupted = seqgan::Interrupted;
 
  private:
   std::string path_;

@@ -1,7 +1,10 @@
 #include "seqgan/log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -94,8 +97,10 @@ void Progress::finish(const std::string& status) {
 }
 
 MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
-  std::ofstream out(path, append ? std::ios::app : std::ios::trunc);
-  SEQGAN_CHECK_HINT(out.good(), "check that the run directory is writable", "cannot open metrics file '", path, "'");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+  SEQGAN_CHECK_HINT(fd >= 0, "check that the run directory is writable", "cannot open metrics file '", path, "': ",
+                    std::strerror(errno));
+  ::close(fd);
 }
 
 void MetricsWriter::write(const std::string& kind, int64_t step, const std::map<std::string, double>& values) {
@@ -108,9 +113,32 @@ void MetricsWriter::write(const std::string& kind, int64_t step, const std::map<
     else os << "null";
   }
   os << "}\n";
+  const std::string line = os.str();
   std::lock_guard<std::mutex> lock(mutex_);
-  std::ofstream out(path_, std::ios::app);
-  out << os.str();
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  SEQGAN_CHECK_HINT(fd >= 0, "was the run directory removed?", "cannot open metrics file '", path_, "': ",
+                    std::strerror(errno));
+  const off_t before = ::lseek(fd, 0, SEEK_END);
+  size_t done = 0;
+  int err = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : ENOSPC;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err != 0 && before >= 0) {
+    // No half-written row: the file ends at the last whole line.
+    const int ignored = ::ftruncate(fd, before);
+    (void)ignored;
+  }
+  const int close_err = ::close(fd) == 0 ? 0 : errno;
+  if (err == 0) err = close_err;
+  SEQGAN_CHECK_HINT(err == 0, "free disk space, then continue the run with --resume", "cannot write step ", step,
+                    " to '", path_, "': ", std::strerror(err));
 }
 
 }  // namespace seqgan

@@ -9,6 +9,8 @@
 #include <omp.h>
 #endif
 
+#include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -93,6 +95,32 @@ std::string machine_summary() {
                       at::get_num_threads(), at::get_num_threads() == 1 ? " thread" : " threads");
   if (torch::cuda::is_available()) s += str(", CUDA devices: ", static_cast<int>(torch::cuda::device_count()));
   return s;
+}
+
+namespace {
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) {
+  int expected = 0;
+  if (!g_stop_signal.compare_exchange_strong(expected, sig)) {
+    // A second signal: the user insists; restore the default action and re-raise.
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+bool stop_requested() { return g_stop_signal.load() != 0; }
+
+int stop_signal() { return g_stop_signal.load(); }
+
+void throw_if_stopped(const std::string& what) {
+  const int sig = g_stop_signal.load();
+  if (sig != 0) throw Interrupted(sig, str(what, " interrupted by ", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"));
 }
 
 }  // namespace seqgan

@@ -14,6 +14,7 @@
 #include "seqgan/data.h"
 #include "seqgan/error.h"
 #include "seqgan/log.h"
+#include "seqgan/runtime.h"
 
 namespace seqgan {
 namespace fs = std::filesystem;
@@ -313,6 +314,7 @@ std::vector<std::string> pack_shards(const Dataset& dataset, const std::string& 
       in_shard = 0;
     }
     progress.update(pos + 1);
+    throw_if_stopped("pack-shards");
   }
   if (writer) {
     writer->finish();

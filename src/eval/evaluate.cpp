@@ -8,6 +8,7 @@
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 #include "seqgan/log.h"
+#include "seqgan/runtime.h"
 #include "tokenizer/quantizer.h"
 #include "data/open.h"
 
@@ -83,6 +84,7 @@ ImageSource open_image_source(const std::string& spec, const DataConfig& data) {
                     "image source '", spec, "' is neither a data split nor a folder");
   ImageFolderOptions o;
   o.channels = data.channels;
+  o.skip_bad = data.skip_bad_files;
   s.data = std::make_shared<ImageFolder>(spec, o);
   s.transform.resolution = data.resolution;
   s.transform.channels = data.channels;
@@ -103,6 +105,7 @@ FeatureSet extract_features(EvalNetwork& net, const ImageSource& source, int64_t
     feats.push_back(f);
     logits.push_back(l);
     progress.update(end);
+    throw_if_stopped(label);
   }
   progress.finish();
   return {at::cat(feats), at::cat(logits)};
@@ -141,6 +144,7 @@ TokenizerScores score_tokenizer(Tokenizer& model, const ImageSource& source, int
       rec.push_back(net->run(y).first);
     }
     progress.update(end);
+    throw_if_stopped("rfid");
   }
   progress.finish();
   r.psnr = psnr_sum / static_cast<double>(r.count);

@@ -16,6 +16,8 @@
 
 #include "seqgan/error.h"
 
+#include <zlib.h>
+
 // Tensor bytes are copied as they lie in memory; safetensors stores them little-endian.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "seqgan assumes a little-endian host");
 
@@ -174,6 +176,50 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
   return info;
 }
 
+std::map<std::string, uint32_t> parse_checksums(const Header& header, const std::string& source) {
+  std::map<std::string, uint32_t> out;
+  const auto it = header.metadata.find(kChecksumKey);
+  if (it == header.metadata.end()) return out;
+  json doc;
+  try {
+    doc = json::parse(it->second);
+  } catch (const json::exception&) {
+    throw Error(str(source, ": metadata '", kChecksumKey, "' is not JSON"), kDamagedHint);
+  }
+  SEQGAN_CHECK_HINT(doc.is_object(), kDamagedHint, source, ": metadata '", kChecksumKey, "' is not a JSON object");
+  for (const auto& [name, value] : doc.items()) {
+    SEQGAN_CHECK_HINT(header.find(name) != nullptr, kDamagedHint, source, ": metadata '", kChecksumKey,
+                      "' names tensor '", printable(name.data(), name.size()), "', which the file does not hold");
+    const std::string hex = value.is_string() ? value.get<std::string>() : std::string();
+    bool ok = hex.size() == 8;
+    uint32_t crc = 0;
+    for (char c : hex) {
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      ok = ok && d >= 0;
+      crc = (crc << 4) | static_cast<uint32_t>(d < 0 ? 0 : d);
+    }
+    SEQGAN_CHECK_HINT(ok, kDamagedHint, source, ": metadata '", kChecksumKey, "' holds '",
+                      printable(value.dump().data(), value.dump().size()), "' for tensor '", name,
+                      "'; expected 8 lower-case hex digits");
+    out.emplace(name, crc);
+  }
+  return out;
+}
+
+void verify_checksum(const Header& header, const TensorInfo& info, const void* data, const std::string& source) {
+  const auto it = header.checksums.find(info.name);
+  if (it == header.checksums.end()) return;
+  const uint32_t actual = checksum(data, info.end - info.begin);
+  if (actual == it->second) return;
+  char expected_hex[9], actual_hex[9];
+  std::snprintf(expected_hex, sizeof expected_hex, "%08x", it->second);
+  std::snprintf(actual_hex, sizeof actual_hex, "%08x", actual);
+  throw Error(str(source, ": tensor '", info.name, "' is damaged: its bytes have CRC-32 ", actual_hex,
+                  ", the file recorded ", expected_hex, " when it was written"),
+              "restore the file from a copy or write it again (a training run: resume from an earlier checkpoint); "
+              "`seqgan inspect --verify FILE` checks every tensor");
+}
+
 Header parse_json_header(std::string_view text, uint64_t data_size, const std::string& source) {
   const json doc = parse_json_rejecting_duplicates(text, source);
   SEQGAN_CHECK_HINT(doc.is_object(), kDamagedHint, source, ": expected the header to be a JSON object, found ",
@@ -210,6 +256,8 @@ Header parse_json_header(std::string_view text, uint64_t data_size, const std::s
 
   std::sort(header.tensors.begin(), header.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
+  header.checksums = parse_checksums(header, source);
+  header.metadata.erase(kChecksumKey);  // held in `checksums`; save() writes fresh ones
   return header;
 }
 
@@ -291,10 +339,29 @@ void check_bools(const TensorInfo& info, const uint8_t* data, const std::string&
 // ----- writing -------------------------------------------------------------------------------
 
 struct Plan {
-  std::string header;  // padded JSON
+  json doc;            // the header without the checksums
+  Metadata metadata;   // the caller's
+  std::string header;  // padded JSON with placeholder checksums: the final header has its length
   std::vector<std::pair<const std::string*, const at::Tensor*>> order;
   std::vector<uint64_t> bytes;
 };
+
+// The padded header JSON with `crcs` (in the order of p.order; nullptr: zeros) in the metadata.
+std::string render_header(const Plan& p, const std::vector<uint32_t>* crcs) {
+  json doc = p.doc;
+  Metadata metadata = p.metadata;
+  json sums = json::object();
+  for (std::size_t i = 0; i < p.order.size(); ++i) {
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", crcs ? (*crcs)[i] : 0u);
+    sums[*p.order[i].first] = hex;
+  }
+  metadata[kChecksumKey] = sums.dump();
+  doc["__metadata__"] = metadata;
+  std::string header = doc.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');
+  return header;
+}
 
 Plan plan(const TensorMap& tensors, const Metadata& metadata, const std::string& dest) {
   Plan p;
@@ -312,7 +379,8 @@ Plan plan(const TensorMap& tensors, const Metadata& metadata, const std::string&
     return c10::elementSize(a.second->scalar_type()) > c10::elementSize(b.second->scalar_type());
   });
   json doc = json::object();
-  if (!metadata.empty()) doc["__metadata__"] = metadata;
+  p.metadata = metadata;
+  p.metadata.erase(kChecksumKey);  // a stale copy from a file this one was made from
   uint64_t offset = 0;
   for (const auto& [name, t] : p.order) {
     const uint64_t n = static_cast<uint64_t>(t->numel()) * t->element_size();
@@ -322,14 +390,17 @@ Plan plan(const TensorMap& tensors, const Metadata& metadata, const std::string&
     p.bytes.push_back(n);
     offset += n;
   }
-  p.header = doc.dump();
-  p.header.append((8 - p.header.size() % 8) % 8, ' ');
+  p.doc = std::move(doc);
+  p.header = render_header(p, nullptr);
   return p;
 }
 
-// Calls sink(bytes, n) for the whole image, fetching one tensor at a time to the CPU.
+// Calls sink(bytes, n) for the whole image, fetching one tensor at a time to the CPU; the header
+// holds placeholder checksums. Returns the tensors' checksums (in the order of p.order): the
+// caller writes render_header(p, &crcs) over the placeholder header.
 template <class Sink>
-void emit(const Plan& p, const std::string& dest, Sink&& sink) {
+std::vector<uint32_t> emit(const Plan& p, const std::string& dest, Sink&& sink) {
+  std::vector<uint32_t> crcs;
   uint8_t length[8];
   for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(uint64_t(p.header.size()) >> (8 * i));
   sink(length, 8);
@@ -346,7 +417,9 @@ void emit(const Plan& p, const std::string& dest, Sink&& sink) {
     }
     SEQGAN_CHECK(cpu.nbytes() == p.bytes[i], dest, ": tensor '", *name, "' changed size while it was written");
     if (p.bytes[i] > 0) sink(cpu.data_ptr(), p.bytes[i]);
+    crcs.push_back(checksum(cpu.data_ptr(), p.bytes[i]));
   }
+  return crcs;
 }
 
 // Removes the temporary file unless the write reached the rename.
@@ -438,6 +511,8 @@ std::string describe(const Header& header) {
   std::ostringstream os;
   os << "metadata (" << header.metadata.size() << "):\n";
   for (const auto& [key, value] : header.metadata) os << "  " << key << " = " << value << '\n';
+  if (!header.checksums.empty())
+    os << "checksums: CRC-32 of " << header.checksums.size() << " tensors (`seqgan inspect --verify` checks them)\n";
   std::size_t width = 0;
   for (const auto& t : header.tensors) width = std::max(width, t.name.size());
   os << "tensors (" << header.tensors.size() << ", " << header.data_size << " bytes):\n";
@@ -456,6 +531,7 @@ TensorMap decode(const Header& header, const uint8_t* bytes, std::size_t size, c
   for (const auto& info : header.tensors) {
     const uint8_t* data = bytes + header.data_start() + info.begin;
     check_bools(info, data, source);
+    verify_checksum(header, info, data, source);
     at::Tensor t = empty_for(info);
     if (info.end > info.begin) std::memcpy(t.data_ptr(), data, info.end - info.begin);
     tensors.emplace(info.name, std::move(t));
@@ -479,18 +555,28 @@ File load(const std::string& path) {
     const uint64_t n = info.end - info.begin;
     if (n > 0) read_exact(fd, t.data_ptr(), n, file.header.data_start() + info.begin, path);
     check_bools(info, static_cast<const uint8_t*>(t.data_ptr()), path);
+    verify_checksum(file.header, info, t.data_ptr(), path);
     file.tensors.emplace(info.name, std::move(t));
   }
   return file;
 }
 
+uint32_t checksum(const void* data, std::size_t size) {
+  uLong crc = crc32_z(0L, Z_NULL, 0);
+  if (size > 0) crc = crc32_z(crc, static_cast<const Bytef*>(data), size);
+  return static_cast<uint32_t>(crc);
+}
+
 std::vector<uint8_t> serialize(const TensorMap& tensors, const Metadata& metadata) {
   const Plan p = plan(tensors, metadata, "<memory>");
   std::vector<uint8_t> out;
-  emit(p, "<memory>", [&](const void* data, uint64_t n) {
+  const auto crcs = emit(p, "<memory>", [&](const void* data, uint64_t n) {
     const auto* b = static_cast<const uint8_t*>(data);
     out.insert(out.end(), b, b + n);
   });
+  const std::string header = render_header(p, &crcs);
+  SEQGAN_CHECK(header.size() == p.header.size(), "the header changed length with its checksums");
+  std::memcpy(out.data() + 8, header.data(), header.size());
   return out;
 }
 
@@ -499,7 +585,11 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
   TempFile tmp(path + ".tmp." + std::to_string(::getpid()));
   SEQGAN_CHECK_HINT(tmp.fd() >= 0, "does the directory exist, and may this process write to it?", "cannot create '",
                     tmp.path(), "' to write '", path, "': ", std::strerror(errno));
-  emit(p, path, [&](const void* data, uint64_t n) { write_exact(tmp.fd(), data, n, tmp.path()); });
+  const auto crcs = emit(p, path, [&](const void* data, uint64_t n) { write_exact(tmp.fd(), data, n, tmp.path()); });
+  const std::string header = render_header(p, &crcs);
+  SEQGAN_CHECK(header.size() == p.header.size(), "the header changed length with its checksums");
+  SEQGAN_CHECK_HINT(::pwrite(tmp.fd(), header.data(), header.size(), 8) == static_cast<ssize_t>(header.size()),
+                    "is the disk full?", "cannot write the header of '", tmp.path(), "': ", std::strerror(errno));
   SEQGAN_CHECK_HINT(::fsync(tmp.fd()) == 0, "is the disk full?", "cannot sync '", tmp.path(), "': ",
                     std::strerror(errno));
   tmp.close_checked();

@@ -4,6 +4,7 @@
 
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
+#include "seqgan/runtime.h"
 #include "seqgan/log.h"
 #include "tokenizer/tokenizer.h"
 
@@ -73,6 +74,7 @@ std::pair<at::Tensor, at::Tensor> tokenize_dataset(TokenizerImpl& tokenizer, con
     }
     indices.push_back(tokenizer.encode_indices(at::stack(imgs).to(device)).cpu());
     progress.update(start + static_cast<int64_t>(imgs.size()));
+    throw_if_stopped("tokenize");
   }
   progress.finish();
   if (was_training) tokenizer.train();

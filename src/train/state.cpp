@@ -57,12 +57,23 @@ bool TrainState::skip_nonfinite(double loss, int64_t max_in_row) {
   }
   ++nonfinite_in_row;
   log_warn(str("step ", step, ": non-finite loss (", loss, "), step skipped (", nonfinite_in_row, " in a row)"));
-  SEQGAN_CHECK_HINT(nonfinite_in_row < max_in_row, "lower the learning rate, or resume from the last checkpoint",
+  SEQGAN_CHECK_HINT(nonfinite_in_row < max_in_row,
+                    "resume from the last checkpoint with a lower learning rate (--resume --set KEY.lr=SMALLER)",
                     "stopping: ", nonfinite_in_row, " non-finite losses in a row");
   return true;
 }
 
-ResumePoint open_resume(const std::string& path, const std::string& kind, Config& config) {
+bool resumable_override(const std::string& key) {
+  for (const char* section : {"train_tokenizer.", "train_ar.", "train_nar."})
+    if (key.rfind(section, 0) == 0) return key.find("batch_size") == std::string::npos;
+  for (const char* k : {"phase2.lr", "phase2.lr_end", "phase2.iterations", "data.root", "data.val_root", "data.num_workers", "data.prefetch", "data.skip_bad_files",
+                        "threads", "device"})
+    if (key == k) return true;
+  return false;
+}
+
+ResumePoint open_resume(const std::string& path, const std::string& kind, Config& config,
+                        const std::vector<std::string>& overrides) {
   SEQGAN_CHECK_HINT(std::filesystem::exists(path), "start without --resume, or point --out at the interrupted run",
                     "nothing to resume: '", path, "' does not exist");
   ResumePoint r;
@@ -75,6 +86,26 @@ ResumePoint open_resume(const std::string& path, const std::string& kind, Config
   config = config_from_json(r.meta.config_json, path);
   config.threads = threads;
   config.device = device;
+  const auto value_of = [](const Config& c, const std::string& key) {
+    for (const auto& f : config_fields(c))
+      if (f.path == key) return f.value;
+    return std::string("?");
+  };
+  for (const auto& assignment : overrides) {
+    const std::string key = assignment.substr(0, assignment.find('='));
+    Config changed = config;
+    config_apply_override(changed, assignment);
+    const std::string before = value_of(config, key), after = value_of(changed, key);
+    if (before == after) continue;  // what the run has already
+    SEQGAN_CHECK_HINT(resumable_override(key),
+                      "a resumed run keeps the settings it was started with, except the training schedule "
+                      "(train_tokenizer.*, train_ar.*, train_nar.*, phase2.lr, phase2.lr_end, phase2.iterations; "
+                      "batch sizes excepted) and where the data are read; start a new run to change the rest",
+                      "--set ", assignment, " cannot apply to the resumed run in ", path, " (it has ", key, " = ", before, ")");
+    config = std::move(changed);
+    log_info(str("resuming with ", key, " = ", after, " (the run had ", before, ")"));
+  }
+  if (!overrides.empty()) validate(config);
   return r;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "seqgan/checkpoint.h"
 #include "seqgan/config.h"
@@ -29,12 +30,20 @@ struct TrainState {
 
 // A run's training checkpoint opened for --resume: the file and its metadata. Checks that it
 // exists and has `kind`; replaces `config` by the run's own configuration (it fixed what is
-// trained), keeping only where to run (threads, device) from the caller's.
+// trained), keeping only where to run (threads, device) from the caller's, then applies the
+// command line's `overrides` ("key=value", as --set) that a resumed run may change: the training
+// schedule (train_tokenizer.*, train_ar.*, train_nar.*, batch sizes excepted; phase2.lr, lr_end, iterations) and where the data
+// are read from (data.root, data.val_root, data.num_workers, data.prefetch,
+// data.skip_bad_files). Any other override is refused, naming the key.
 struct ResumePoint {
   safetensors::File file;
   CheckpointMeta meta;
 };
-ResumePoint open_resume(const std::string& checkpoint_path, const std::string& kind, Config& config);
+ResumePoint open_resume(const std::string& checkpoint_path, const std::string& kind, Config& config,
+                        const std::vector<std::string>& overrides = {});
+
+// Whether a resumed run may take `--set key=...` (see open_resume).
+bool resumable_override(const std::string& key);
 
 // The tensors whose names start with `prefix`, with the prefix removed.
 safetensors::TensorMap with_prefix(const safetensors::TensorMap& tensors, const std::string& prefix);

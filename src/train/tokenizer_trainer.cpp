@@ -69,8 +69,11 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   // On resume the run's own configuration is authoritative: it fixed the architecture.
   safetensors::File resume_file;
   CheckpointMeta resume_meta;
+  // The directory is locked first: no other process may write it while this one reads its state.
+  const bool writer = !opt.group || opt.group->rank() == 0;
+  RunDir run(opt.run_dir, writer, opt.resume ? RunStart::kResume : opt.overwrite ? RunStart::kOverwrite : RunStart::kFresh);
   if (opt.resume) {
-    auto r = open_resume(ckpt_path, "tokenizer-train", config);
+    auto r = open_resume(ckpt_path, "tokenizer-train", config, opt.resume_overrides);
     resume_file = std::move(r.file);
     resume_meta = std::move(r.meta);
     SEQGAN_CHECK_HINT(resume_meta.extra["phase"] == std::to_string(opt.phase), "resume with the phase the run was started with",
@@ -159,9 +162,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     model->quantizer->all_reduce_sum = [group](const at::Tensor& t) { return group->all_reduce_sum(t); };
   }
 
-  RunDir run(opt.run_dir, config, rank == 0);
+  run.begin(config, st.step);
   const auto train_set = open_dataset(config.data, "train");
   if (run.writer()) train_set->write_class_list(run.path());
+  SkippedFiles skipped(train_set, run.writer() ? run.file("skipped_files.txt") : "");
   // Rank r takes global positions r, r + W, ... of the epoch's order: one step of W ranks sees the
   // images one process with the whole batch would.
   LoaderOptions lo;
@@ -208,8 +212,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     meta.config_json = config_to_json(config, -1);
     meta.step = st.step;
     meta.extra["phase"] = std::to_string(opt.phase);
+    check_finite_state(t, st.step, ckpt_path, phase2 ? "phase2.lr" : "train_tokenizer.lr");
     st.to_meta(meta, t);
     safetensors::save(ckpt_path, t, meta.to_metadata());
+    skipped.report();
     CheckpointMeta model_meta;
     model_meta.kind = "tokenizer";
     model_meta.config_json = meta.config_json;
@@ -398,6 +404,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
       line << " | lr " << fmt(lr) << " | " << std::fixed << std::setprecision(1) << m["img_per_s"] << " img/s";
       log_info(line.str());
       run.metrics().write(phase2 ? "tokenizer_phase2" : "tokenizer_phase1", st.step, m);
+      skipped.report();
       window.clear();
       window_hist.zero_();
       window_steps = window_images = 0;

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "seqgan/config.h"
 #include "train/run.h"
@@ -24,6 +25,10 @@ struct TokenizerTrainOptions {
   int phase = 1;
   std::string init;     // phase 2: the phase-1 tokenizer.safetensors
   bool resume = false;  // continue from run_dir/checkpoint.safetensors
+  bool overwrite = false;  // a fresh run may replace the run run_dir holds (else: refused)
+  // The command line's --set assignments, applied on resume where a resumed run may change them
+  // (see open_resume); the rest of the configuration comes from the checkpoint.
+  std::vector<std::string> resume_overrides;
   StopFlag stop;        // polled every step; true writes a checkpoint and returns
   int64_t max_steps = -1;  // stop (with a checkpoint) after this many steps of this call
   // Data-parallel training (see train/distributed.h): every rank calls train_tokenizer with the

@@ -116,8 +116,11 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
 
   safetensors::File resume_file;
   CheckpointMeta resume_meta;
+  // The directory is locked first: no other process may write it while this one reads its state.
+  const bool writer = !opt.group || opt.group->rank() == 0;
+  RunDir run(opt.run_dir, writer, opt.resume ? RunStart::kResume : opt.overwrite ? RunStart::kOverwrite : RunStart::kFresh);
   if (opt.resume) {
-    auto r = open_resume(ckpt_path, "transformer-train", config);
+    auto r = open_resume(ckpt_path, "transformer-train", config, opt.resume_overrides);
     resume_file = std::move(r.file);
     resume_meta = std::move(r.meta);
     SEQGAN_CHECK_HINT(resume_meta.extra["model_kind"] == kind, "resume with the --kind the run was started with", ckpt_path,
@@ -183,7 +186,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     group->broadcast(shared);
   }
 
-  RunDir run(opt.run_dir, config, rank == 0);
+  run.begin(config, st.step);
   auto save = [&](const std::string& why) {
     if (!run.writer()) return;
     safetensors::TensorMap t;
@@ -195,6 +198,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     meta.step = st.step;
     meta.extra["model_kind"] = kind;
     token_space_to_extra(space, meta.extra);
+    check_finite_state(t, st.step, ckpt_path, str(opt.causal ? "train_ar" : "train_nar", ".lr"));
     st.to_meta(meta, t);
     safetensors::save(ckpt_path, t, meta.to_metadata());
     CheckpointMeta model_meta;

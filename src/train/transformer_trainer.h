@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -28,6 +29,10 @@ struct TransformerTrainOptions {
   std::string tokens;        // training token file
   std::string val_tokens;    // held-out token file; empty: hold out train_*.val_fraction of `tokens`
   bool resume = false;
+  bool overwrite = false;  // a fresh run may replace the run run_dir holds (else: refused)
+  // The command line's --set assignments, applied on resume where a resumed run may change them
+  // (see open_resume); the rest of the configuration comes from the checkpoint.
+  std::vector<std::string> resume_overrides;
   StopFlag stop;
   int64_t max_steps = -1;
   // Data-parallel training (see train/distributed.h); nullptr: one process. Every rank takes its

@@ -74,9 +74,15 @@ struct Child {
   bool reaped_ = false;
 };
 
-int run_to_end(const std::vector<std::string>& args, const std::string& log, std::string* err = nullptr) {
+// Runs the program to its end, or kills it after `limit` and returns -1000 (a hang is a failure).
+int run_to_end(const std::vector<std::string>& args, const std::string& log, std::string* err = nullptr,
+               std::chrono::seconds limit = std::chrono::seconds(240)) {
   Child c(args, log);
-  const int code = c.wait();
+  const auto deadline = Clock::now() + limit;
+  while (c.running() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const bool hung = c.running();
+  if (hung) kill(c.pid, SIGKILL);
+  const int code = hung ? (c.wait(), -1000) : c.wait();
   if (err) *err = c.stderr_text();
   return code;
 }
@@ -205,7 +211,8 @@ TEST_F(Faults, ASecondWriterIsRefusedAndAFreshRunNeedsOverwrite) {
   ASSERT_GE(count_lines(run + "/metrics.jsonl"), 2) << first.stderr_text();
   for (const std::string mode : {"--resume", "--overwrite"}) {
     std::string err;
-    EXPECT_EQ(run_to_end(train(cfg, run) + std::vector<std::string>{mode}, dir + "/second", &err), 1) << mode;
+    EXPECT_EQ(run_to_end(train(cfg, run) + std::vector<std::string>{mode}, dir + "/second", &err, std::chrono::seconds(60)), 1)
+        << mode << " (-1000: it ran beside the first)";
     EXPECT_TRUE(contains(err, "is in use by another seqgan process (pid " + std::to_string(first.pid))) << err;
   }
   kill(first.pid, SIGTERM);
@@ -320,15 +327,20 @@ TEST_F(Faults, InterruptedSamplingAndTokenisingLeaveThePreviousOutputWhole) {
       << err;
   const std::string out = dir + "/samples";
   const std::vector<std::string> sample{"sample", "--model", dir + "/ar/transformer.safetensors", "--tokenizer", tok,
-                                        "--out", out, "--threads", "1", "--batch-size", "4"};
-  ASSERT_EQ(run_to_end(sample + std::vector<std::string>{"--classes", "0", "--per-class", "4"}, dir + "/s1", &err), 0) << err;
+                                        "--out", out, "--threads", "1"};
+  ASSERT_EQ(run_to_end(sample + std::vector<std::string>{"--classes", "0", "--per-class", "4", "--batch-size", "4"}, dir + "/s1", &err), 0) << err;
   const auto grid = read_bytes(out + "/grid.png");
   for (const int sig : {SIGINT, SIGTERM}) {
-    Child c(sample + std::vector<std::string>{"--classes", "0,1", "--per-class", "100000", "--seed", "3"}, dir + "/s2");
-    const auto deadline = Clock::now() + std::chrono::minutes(2);
-    while (Clock::now() < deadline && !fs::exists(out + ".tmp." + std::to_string(c.pid))) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // Interrupted while it writes the new images (the moment that used to mix two outputs).
+    Child c(sample + std::vector<std::string>{"--classes", "0,1", "--per-class", "20000", "--seed", "3", "--batch-size", "500"},
+            dir + "/s2");
+    const std::string mine = out + ".tmp." + std::to_string(c.pid) + "/images/000010.png";
+    const auto deadline = Clock::now() + std::chrono::minutes(3);
+    while (Clock::now() < deadline && c.running() && !fs::exists(mine) && !fs::exists(out + "/images/000010.png"))
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const bool writing = fs::exists(mine) || fs::exists(out + "/images/000010.png");
     kill(c.pid, sig);
+    EXPECT_TRUE(writing) << "the signal came before the images were written";
     EXPECT_EQ(c.wait(), 128 + sig) << c.stderr_text();
     EXPECT_TRUE(contains(c.stderr_text(), "interrupted")) << c.stderr_text();
     EXPECT_EQ(read_bytes(out + "/grid.png"), grid);

@@ -53,4 +53,10 @@ class MetricsWriter {
   std::mutex mutex_;
 };
 
+// The rows of metrics.jsonl text to keep when a run resumes from the checkpoint of `step`: the
+// whole lines that parse as a JSON object with an integer "step" of at most `step`, in order.
+// `dropped` counts the other lines, a last line without its newline (a row a killed writer did
+// not finish) included.
+std::string metrics_rows_up_to(const std::string& text, int64_t step, int64_t& dropped);
+
 }  // namespace seqgan

@@ -11,7 +11,9 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 #include "seqgan/error.h"
 
@@ -139,6 +141,30 @@ void MetricsWriter::write(const std::string& kind, int64_t step, const std::map<
   if (err == 0) err = close_err;
   SEQGAN_CHECK_HINT(err == 0, "free disk space, then continue the run with --resume", "cannot write step ", step,
                     " to '", path_, "': ", std::strerror(err));
+}
+
+std::string metrics_rows_up_to(const std::string& text, int64_t step, int64_t& dropped) {
+  std::string kept;
+  dropped = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t end = text.find('\n', pos);
+    if (end == std::string::npos) {
+      ++dropped;
+      break;
+    }
+    const std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    bool keep = false;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      keep = j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step;
+    } catch (const nlohmann::json::exception&) {
+    }
+    if (keep) kept.append(line).append("\n");
+    else ++dropped;
+  }
+  return kept;
 }
 
 }  // namespace seqgan

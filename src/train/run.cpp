@@ -234,27 +234,8 @@ void RunDir::begin(const Config& config, int64_t resume_step) {
 
 int64_t truncate_metrics(const std::string& path, int64_t step) {
   if (!file_exists(path)) return 0;
-  const std::string text = read_text(path);
-  std::string kept;
   int64_t dropped = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t end = text.find('\n', pos);
-    if (end == std::string::npos) {  // a half-written last line
-      ++dropped;
-      break;
-    }
-    const std::string line = text.substr(pos, end - pos);
-    pos = end + 1;
-    bool keep = false;
-    try {
-      const auto j = nlohmann::json::parse(line);
-      keep = j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step;
-    } catch (const std::exception&) {
-    }
-    if (keep) kept += line + "\n";
-    else ++dropped;
-  }
+  const std::string kept = metrics_rows_up_to(read_text(path), step, dropped);
   if (dropped > 0) write_text_atomic(path, kept);
   return dropped;
 }

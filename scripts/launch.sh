@@ -62,8 +62,11 @@ stop_all() {
   local sig="$1"
   for p in "${pids[@]}"; do kill "-$sig" -- "-$p" 2>/dev/null; done
 }
-trap 'stop_all INT' INT
-trap 'stop_all TERM' TERM
+# Stopped by a signal, the launcher passes it on (the ranks write their checkpoints) and then
+# exits 128 + the signal, as the ranks do: a stopped run is not a finished one.
+signalled=0
+trap 'signalled=130; stop_all INT' INT
+trap 'signalled=143; stop_all TERM' TERM
 
 status=0 killer=""
 remaining=${#pids[@]}
@@ -72,7 +75,7 @@ while ((remaining > 0)); do
   rc=$?
   [ -n "${done_pid:-}" ] || continue  # woken by a trapped signal
   remaining=$((remaining - 1))
-  if ((rc != 0 && status == 0)); then
+  if ((rc != 0 && status == 0 && signalled == 0)); then
     status=$rc
     echo "launch.sh: a rank exited with status $rc; stopping the others" >&2
     stop_all TERM
@@ -82,4 +85,5 @@ while ((remaining > 0)); do
   done_pid=""
 done
 [ -n "${killer:-}" ] && kill "$killer" 2>/dev/null
+((signalled != 0)) && exit "$signalled"
 exit "$status"

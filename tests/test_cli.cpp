@@ -115,3 +115,17 @@ TEST(CliReference, ReadmeHoldsTheGeneratedReference) {
   EXPECT_EQ(text.substr(b + begin.size(), e - b - begin.size()), seqgan::cli_reference_markdown())
       << "README.md is out of date: paste the output of `build/seqgan cli-reference` between the markers";
 }
+
+TEST(Cli, TopLevelHelpShowsEveryDescriptionWhole) {
+  // `seqgan --help` shows one line per command: a brief, or a summary of one line, never the
+  // first line of a longer summary cut mid-sentence.
+  const auto help = seqgan::test::run_cli_captured({"--help"});
+  for (const auto& c : seqgan::cli_commands()) {
+    const std::string shown = c.brief.empty() ? c.summary : c.brief;
+    EXPECT_EQ(shown.find('\n'), std::string::npos) << c.name << ": the summary needs a brief";
+    EXPECT_LE(shown.size(), 100u) << c.name << ": " << shown;
+    EXPECT_NE(help.out.find(c.name + std::string(c.name.size() < 20 ? 20 - c.name.size() : 1, ' ') + shown + "\n"),
+              std::string::npos)
+        << c.name << " in --help:\n" << help.out;
+  }
+}

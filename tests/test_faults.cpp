@@ -387,3 +387,15 @@ TEST_F(Faults, DamagedWeightsAreRefusedOnLoad) {
   EXPECT_EQ(run_to_end({"reconstruct", "--tokenizer", tok, "--count", "4", "--out", "", "--threads", "1"}, dir + "/r", &err), 1);
   EXPECT_TRUE(contains(err, "is damaged")) << err;
 }
+
+TEST_F(Faults, MaxStepsOnACheckpointStepWritesItOnce) {
+  config.train_tokenizer.iterations = 10;
+  config.train_tokenizer.checkpoint_every = 2;
+  const std::string cfg = write_config(config);
+  std::string err;
+  ASSERT_EQ(run_to_end(train(cfg, dir + "/run") + std::vector<std::string>{"--max-steps", "2"}, dir + "/a", &err), 0) << err;
+  const std::string log = slurp(dir + "/a.out") + slurp(dir + "/a.err");
+  size_t n = 0;
+  for (size_t at = log.find("checkpoint written"); at != std::string::npos; at = log.find("checkpoint written", at + 1)) ++n;
+  EXPECT_EQ(n, 1u) << log;
+}

@@ -149,3 +149,15 @@ TEST(FeatureStatsFile, RoundTripAndRefusals) {
   EXPECT_THROW(load_feature_stats(dir + "/b.safetensors"), Error);
   test::remove_tree(dir);
 }
+
+TEST(Metrics, TooFewImagesForTheSplitsNamesTheOption) {
+  try {
+    inception_score(torch::randn({2, 10}), 10);
+    FAIL() << "2 images made 10 splits";
+  } catch (const seqgan::Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find("inception_score: inception_score"), std::string::npos) << m;
+    EXPECT_NE(m.find("2 samples cannot make 10 splits"), std::string::npos) << m;
+    EXPECT_NE(m.find("--splits"), std::string::npos) << m;
+  }
+}

@@ -395,3 +395,18 @@ TEST(Safetensors, FuzzCorpusSeedsNeverCrash) {
   }
   EXPECT_GE(seeds, 10);
 }
+
+TEST(Safetensors, PythonConvertersWriteChecksumsIntoNewFolders) {
+  if (!python_with_numpy()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
+  TempDir dir;
+  const std::string path = dir.file("weights/sub/x.safetensors");  // folders that do not exist yet
+  const std::string cmd = "/usr/bin/python3 -c \"import sys, numpy as np; sys.path.insert(0, '" +
+                          std::string(SEQGAN_SOURCE_DIR) + "/tools'); from weights_io import write_safetensors; " +
+                          "write_safetensors('" + path + "', {'w': np.arange(6, dtype=np.float32).reshape(2, 3), " +
+                          "'b': np.ones(3, dtype=np.int64)}, {'kind': 'test'})\"";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const st::File file = st::load(path);  // checks Python's CRC-32 of every tensor
+  EXPECT_EQ(file.header.checksums.size(), 2u);
+  EXPECT_EQ(file.header.metadata, (st::Metadata{{"kind", "test"}}));
+  EXPECT_EQ(file.tensors.at("w")[1][2].item<float>(), 5.0f);
+}

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -136,4 +137,15 @@ TEST_F(TokenizerTrainer, FactorizedCodesWithKMeansResumeExactlyAndLoad) {
   torch::NoGradGuard ng;
   const auto idx = loaded.model->encode_indices(x);
   EXPECT_EQ(loaded.model->decode_indices(idx).sizes(), x.sizes());
+}
+
+TEST_F(TokenizerTrainer, Phase2HasItsOwnLogAndImageCadence) {
+  run("p1");
+  config.train_tokenizer.log_every = 100;
+  config.train_tokenizer.image_every = 100;
+  config.phase2.log_every = 1;
+  config.phase2.image_every = 2;
+  run("p2", 2, false, -1, dir + "/p1/tokenizer.safetensors");
+  EXPECT_EQ(losses(dir + "/p2", "tokenizer_phase2").size(), 4u);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/p2/samples/recon_0000002.png"));
 }

@@ -5,6 +5,7 @@ little-endian data)."""
 import json
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -13,7 +14,9 @@ _DTYPES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64", np.dtype("flo
 
 
 def write_safetensors(path, tensors, metadata=None):
-    """Writes {name: array-like} as safetensors, atomically (temporary file + rename)."""
+    """Writes {name: array-like} as safetensors, atomically (temporary file + rename), creating
+    the folder. Like every file seqgan writes, the metadata holds "seqgan.crc32": zlib's CRC-32 of
+    each tensor's bytes, which seqgan checks on load."""
     arrays = {}
     for name, t in tensors.items():
         a = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
@@ -27,11 +30,15 @@ def write_safetensors(path, tensors, metadata=None):
         a = arrays[name]
         header[name] = {"dtype": _DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta["seqgan.crc32"] = json.dumps({n: "%08x" % zlib.crc32(arrays[n].tobytes()) for n in order},
+                                      separators=(",", ":"), sort_keys=True)
+    header["__metadata__"] = meta
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the reference writes it
-    tmp = f"{path}.tmp{os.getpid()}"
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
             f.write(struct.pack("<Q", len(text)))

@@ -7,7 +7,8 @@
 namespace seqgan {
 
 // Runs `seqgan args...` (args excludes the program name). Prints errors and returns the exit code:
-// 0 success, 1 runtime error, 2 usage error.
+// 0 success, 1 runtime error, 2 usage error, 128 + signal when SIGINT (130) or SIGTERM (143)
+// stopped it.
 int run_cli(const std::vector<std::string>& args);
 
 struct CliOptionInfo {
@@ -20,7 +21,8 @@ struct CliOptionInfo {
 
 struct CliCommandInfo {
   std::string name;
-  std::string summary;
+  std::string brief;    // one line for `seqgan --help`; empty when the summary is one line
+  std::string summary;  // the whole description (`seqgan CMD --help`, the reference)
   std::vector<CliOptionInfo> options;
   std::vector<std::string> positionals;  // names of positional arguments
 };

@@ -14,6 +14,7 @@ struct DataConfig {
   std::string dataset = "fashion-mnist";  // fashion-mnist | idx | image-folder | lmdb | shards
   std::string root = "/usr/share/datasets/fashion-mnist";
   std::string val_root;                   // image-folder, lmdb, shards: the held-out data (empty: none)
+  std::string val_labels;                 // image-folder: labels of a flat val_root (ImageNet's layout)
   std::string class_name;                 // lmdb: the one class of every image (empty: unlabeled)
   std::string preprocess = "resize";      // resize (torchvision Resize + crop) | adm (center_crop_arr)
   std::string resize_filter = "bilinear"; // box | bilinear | bicubic | lanczos (PIL's filters)
@@ -119,6 +120,8 @@ struct Phase2Config {
   double alpha = 0.0;
   int attn_pairs = 1;
   bool fresh_discriminator = false;
+  int log_every = 0;    // 0: train_tokenizer.log_every
+  int image_every = 0;  // 0: train_tokenizer.image_every
 };
 
 // The generative transformer (SPEC section 4); AR and NAR share it.

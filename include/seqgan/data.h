@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -135,7 +136,21 @@ class FashionMnist : public IdxDataset {
 struct ImageSourceOptions {
   int channels = 3;       // decode to 1 (grey) or 3 (RGB)
   bool skip_bad = false;  // substitute undecodable images instead of throwing (see EncodedImageDataset)
+  // image-folder: the class list to label class folders by (the training split's), so that a
+  // validation folder with some of the classes keeps their labels; a folder of a class not in it
+  // is an error. Empty: the folder's own class folders, sorted.
+  std::vector<std::string> classes;
+  // image-folder: for a folder that holds its images directly (ImageNet's validation layout), a
+  // file naming each image's class (see parse_image_labels); empty: such images are unlabeled.
+  std::string labels_file;
 };
+
+// The lines of an image-labels file: "IMAGE CLASS" or "IMAGE,CLASS ..." (ImageNet's
+// LOC_val_solution.csv, whose header line "ImageId,PredictionString" is skipped and whose
+// prediction string starts with the class). IMAGE is a file name with or without its extension.
+// Returns {image stem: class}; throws naming the line for a line without a class or a repeated
+// image. `source` names the file in errors.
+std::map<std::string, std::string> parse_image_labels(const std::string& text, const std::string& source);
 using ImageFolderOptions = ImageSourceOptions;
 
 // A data set of encoded images (JPEG, PNG or WebP, recognised by content), decoded by
@@ -180,6 +195,14 @@ class EncodedImageDataset : public Dataset {
 class ImageFolder : public EncodedImageDataset {
  public:
   explicit ImageFolder(const std::string& root, ImageSourceOptions options = {});
+  // The class folders of `root` as the constructor would find them (non-hidden sub-folders with
+  // an image somewhere below), without listing every image.
+  static std::vector<std::string> class_folders(const std::string& root);
+
+ private:
+  void label_loose_images(const std::string& labels_file, const std::vector<std::string>& classes);
+
+ public:
 
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   int num_classes() const override { return static_cast<int>(classes_.size()); }

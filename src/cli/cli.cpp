@@ -147,6 +147,17 @@ std::string Command::help() const {
   return os.str();
 }
 
+DataConfig model_data(const Config& stored, const Args& args, const std::string& model) {
+  Config c = stored;
+  for (const auto& s : args.all("--set"))
+    if (s.rfind("data.", 0) == 0) config_apply_override(c, s);
+  if (c.data.resolution != stored.data.resolution || c.data.channels != stored.data.channels)
+    throw UsageError(str(model, " was trained on ", stored.data.resolution, "x", stored.data.resolution, " images with ",
+                         stored.data.channels, " channel(s); data.resolution and data.channels are the model's"));
+  validate(c);
+  return c.data;
+}
+
 Config load_config(const Args& args) {
   Config config = args.has("--config") ? config_from_file(args.get("--config")) : make_preset(args.get("--preset"));
   if (args.has("--config") && args.has("--preset"))
@@ -200,7 +211,7 @@ std::string top_help(const std::vector<Command>& commands) {
   for (const auto& c : commands) {
     std::string left = "  " + c.info.name;
     left += std::string(left.size() < 22 ? 22 - left.size() : 1, ' ');
-    os << left << c.info.summary.substr(0, c.info.summary.find('\n')) << "\n";
+    os << left << (c.info.brief.empty() ? c.info.summary : c.info.brief) << "\n";
   }
   os << "\nglobal options: --quiet, --verbose, --version\n"
         "`seqgan cli-reference` prints every command and option as Markdown\n";

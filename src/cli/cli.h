@@ -60,6 +60,12 @@ std::optional<std::vector<int64_t>> parse_integer_list(const std::string& text, 
 // The resolved config from --preset, --config and --set, validated; threads are set from it.
 Config load_config(const Args& args);
 
+// The data settings for a command that uses a trained model: the model file's own (`stored`,
+// what it was trained on) with the command line's `--set data.KEY=VALUE` applied, so that a
+// trained tokenizer can encode or be measured on other data. The resolution and channels are
+// the model's; an override that changes them is refused. `model` names the file in errors.
+DataConfig model_data(const Config& stored, const Args& args, const std::string& model);
+
 // The data-parallel group described by the environment (RANK, WORLD_SIZE, ...; see
 // train/distributed.h), or nullptr for a single process. Ranks other than 0 log only warnings.
 std::shared_ptr<ProcessGroup> join_process_group(const Config& config);

@@ -568,6 +568,7 @@ int run_bench(const Args& args) {
 Command bench_command() {
   Command c;
   c.info.name = "bench";
+  c.info.brief = "Measure the machine and seqgan's hot paths against it (and a PyTorch reference)";
   c.info.summary =
       "Measure the machine (float32 matrix-product peak, memory bandwidth) and seqgan's hot paths against it:\n"
       "transformer training, AR sampling with and without the cache, NAR sampling, FID features, the tokenizer,\n"

@@ -201,6 +201,7 @@ int run_pack_shards(const Args& args) {
 Command dataset_command() {
   Command c;
   c.info.name = "dataset";
+  c.info.brief = "Check a data source (inspect) or write its first images as the model sees them (export)";
   c.info.summary =
       "Check a data source: `inspect` decodes every image (count, classes, image sizes, the images that fail,\n"
       "each named by its file or key; exit 1 if any fails), `export` writes the first --count images as PNG\n"
@@ -218,6 +219,7 @@ Command dataset_command() {
 Command pack_shards_command() {
   Command c;
   c.info.name = "pack-shards";
+  c.info.brief = "Write a data set as webdataset tar shards (data.dataset=shards)";
   c.info.summary =
       "Write the configured data set (a folder, an LMDB, IDX files) as tar shards in the webdataset layout\n"
       "(KEY.jpg|png|webp with the stored bytes, KEY.cls), for data.dataset=shards";

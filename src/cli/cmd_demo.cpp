@@ -168,6 +168,7 @@ int run_report(const Args& args) {
 Command demo_command() {
   Command c;
   c.info.name = "demo";
+  c.info.brief = "Train and show the whole system on Fashion-MNIST, with a report (about 23 minutes)";
   c.info.summary =
       "Train and show the whole system on Fashion-MNIST (about 23 minutes on 2 CPU cores): classifiers,\n"
       "tokenizer phases 1 and 2, AR and NAR transformers, samples, visualisation, evaluation and DIR/report.html.\n"

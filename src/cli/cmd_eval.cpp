@@ -85,7 +85,7 @@ int run_tokenizer_metric(const Args& args, const Config& config, const std::stri
   if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
   const auto device = to_device(resolve_device(config.device));
   auto tok = load_tokenizer(args.get("--tokenizer"), device);
-  const ImageSource source = open_image_source("data:" + args.get("--split"), tok.config.data);
+  const ImageSource source = open_image_source("data:" + args.get("--split"), model_data(tok.config, args, args.get("--tokenizer")));
   std::unique_ptr<EvalNetwork> net;
   if (metric == "rfid") net = std::make_unique<EvalNetwork>(config.eval, device);
   const int64_t count = args.get("--count").empty() ? -1 : args.get_int("--count");
@@ -149,6 +149,7 @@ void common_options(Command& c) {
 Command evaluate_command() {
   Command c;
   c.info.name = "evaluate";
+  c.info.brief = "Measure generated images or a tokenizer: fid, is, rfid, usage, psnr";
   c.info.summary =
       "Measure generated images or a tokenizer: fid, is, rfid, usage, psnr (every result names its feature network)\n"
       "  fid   --ref SOURCE --gen SOURCE   Frechet distance of the two feature sets\n"

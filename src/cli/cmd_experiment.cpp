@@ -274,6 +274,7 @@ int run_experiment(const Args& args) {
 Command experiment_command() {
   Command c;
   c.info.name = "experiment";
+  c.info.brief = "Reproduce the paper's ablations at small scale: alpha-sweep, decoder, codebook, perceptual-layers";
   c.info.summary =
       "Reproduce the paper's observations at small scale: NAME is alpha-sweep (Fig. 6: alpha in {0, .25, .5, .75, 1}),\n"
       "decoder (Table 1: baseline, +Conv x2, +Attention x2), codebook (Table 5: no regulariser, factorised L2-normalised\n"

@@ -49,6 +49,7 @@ int run_inspect(const Args& args) {
 Command inspect_command() {
   Command c;
   c.info.name = "inspect";
+  c.info.brief = "Print a safetensors file's metadata and tensors; --verify checks their checksums";
   c.info.summary =
       "Print a safetensors file's metadata and every tensor's name, dtype and shape; --verify checks every tensor's bytes";
   c.positional("FILE");

@@ -38,7 +38,7 @@ int run_reconstruct(const Args& args) {
     SEQGAN_CHECK_HINT(a.channels == b.channels && a.resolution == b.resolution && a.dataset == b.dataset,
                       "compare tokenizers trained on the same data", p, " was trained on other data than ", paths.front());
   }
-  const auto& data_config = toks.front().config.data;
+  const DataConfig data_config = model_data(toks.front().config, args, paths.front());
   const auto data = open_dataset(data_config, args.get("--split"));
   const Transform transform(eval_transform(data_config));
   const int64_t requested = args.get_int("--count");
@@ -109,12 +109,13 @@ int run_tokenize(const Args& args) {
   const Config cli_config = load_config(args);
   auto tok = open_tokenizer(args, cli_config);
   const std::string split = args.get("--split");
-  const auto data = open_dataset(tok.config.data, split);
+  const DataConfig data_config = model_data(tok.config, args, args.get("--tokenizer"));
+  const auto data = open_dataset(data_config, split);
   const std::string out =
       args.has("--out") ? args.get("--out") : "runs/" + cli_config.preset + "/tokens-" + split + ".safetensors";
   install_stop_handlers();
   const auto out_lock = lock_output_file(out);
-  const auto tokens = tokenize_dataset(*tok.model, *data, eval_transform(tok.config.data), args.get_int("--batch-size"),
+  const auto tokens = tokenize_dataset(*tok.model, *data, eval_transform(data_config), args.get_int("--batch-size"),
                                        args.get_int("--limit"));
   SkippedFiles(data, out + ".skipped.txt").report();
   TokenFile file;
@@ -160,6 +161,7 @@ int run_decode(const Args& args) {
 Command reconstruct_command() {
   Command c;
   c.info.name = "reconstruct";
+  c.info.brief = "Reconstruct data-set images with a tokenizer: a grid, the PSNR and the codebook usage";
   c.info.summary = "Reconstruct data-set images with a tokenizer: a grid of inputs over reconstructions, the PSNR and the codebook usage";
   c.config_options("fmnist");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run (repeat to compare)", true);

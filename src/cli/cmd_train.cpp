@@ -7,6 +7,7 @@
 #include "seqgan/error.h"
 #include "seqgan/log.h"
 #include "train/classifier_trainer.h"
+#include "train/distributed.h"
 #include "train/run.h"
 #include "train/tokenizer_trainer.h"
 
@@ -63,7 +64,13 @@ int run_train_tokenizer(const Args& args) {
   o.max_steps = args.get_int("--max-steps");
   o.stop = install_stop_handlers();
   o.group = join_process_group(o.config);
-  const auto r = train_tokenizer(o);
+  const auto r = [&] {
+    try {
+      return train_tokenizer(o);
+    } catch (const ProcessGroupFailed& e) {
+      throw Error(e.message(), restart_hint(o.run_dir + "/checkpoint.safetensors"));
+    }
+  }();
   std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; tokenizer: " << r.tokenizer_path
             << (r.interrupted ? " (continue with --resume)" : "") << "\n";
   return interrupted_exit_code();
@@ -74,6 +81,7 @@ int run_train_tokenizer(const Args& args) {
 Command train_classifier_command() {
   Command c;
   c.info.name = "train-classifier";
+  c.info.brief = "Train the perceptual-loss or the evaluation classifier on the data set's labels";
   c.info.summary =
       "Train a small classifier on the data set's labels: the perceptual-loss network (--role loss)\n"
       "or the evaluation feature network (--role eval; another architecture and seed)";
@@ -93,6 +101,7 @@ Command train_classifier_command() {
 Command train_tokenizer_command() {
   Command c;
   c.info.name = "train-tokenizer";
+  c.info.brief = "Train the VQ tokenizer, phase 1 or phase 2";
   c.info.summary =
       "Train the VQ tokenizer: phase 1 (encoder, codebook, decoder; semantic perceptual loss) or\n"
       "phase 2 (frozen encoder and codebook, decoder with B&D attention fine-tuned)";

@@ -15,6 +15,7 @@
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokens.h"
+#include "train/distributed.h"
 #include "train/run.h"
 #include "train/transformer_trainer.h"
 #include "transformer/sampling.h"
@@ -44,10 +45,18 @@ int run_train_transformer(const Args& args) {
   o.max_steps = args.get_int("--max-steps");
   o.stop = install_stop_handlers();
   o.group = join_process_group(o.config);
-  const auto r = train_transformer(o);
-  std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; validation loss "
-            << std::setprecision(4) << r.val_loss << ", top-1 " << 100 * r.val_accuracy << "%; model: " << r.model_path
-            << (r.interrupted ? " (continue with --resume)" : "") << "\n";
+  const auto r = [&] {
+    try {
+      return train_transformer(o);
+    } catch (const ProcessGroupFailed& e) {
+      throw Error(e.message(), restart_hint(o.run_dir + "/checkpoint.safetensors"));
+    }
+  }();
+  if (r.interrupted)
+    std::cout << "stopped at step " << r.step << "; model: " << r.model_path << " (continue with --resume)\n";
+  else
+    std::cout << "finished at step " << r.step << "; validation loss " << std::setprecision(4) << r.val_loss << ", top-1 "
+              << 100 * r.val_accuracy << "%; model: " << r.model_path << "\n";
   return interrupted_exit_code();
 }
 
@@ -89,19 +98,34 @@ int run_sample(const Args& args) {
   const auto& ts = tr.space;
   const int64_t per_class = args.get_int("--per-class");
   if (per_class < 1) throw UsageError("--per-class must be at least 1");
-  std::vector<int64_t> rows;  // class of each grid row (-1: unconditional)
+  // Grid rows: one per class (per_class images each), or for an unconditional model rows of
+  // per_class images holding exactly --count images.
+  struct Row {
+    int64_t cls, first, n;
+  };
+  std::vector<Row> rows;
+  std::vector<int64_t> cond;
   if (ts.num_classes > 0) {
-    rows = parse_classes(args.get("--classes"), ts.num_classes);
+    for (const int64_t c : parse_classes(args.get("--classes"), ts.num_classes)) {
+      rows.push_back({c, static_cast<int64_t>(cond.size()), per_class});
+      cond.insert(cond.end(), static_cast<size_t>(per_class), c);
+    }
   } else {
     const int64_t count = args.get_int("--count");
     if (count < 1) throw UsageError("--count must be at least 1");
-    rows.assign(static_cast<size_t>((count + per_class - 1) / per_class), -1);
+    for (int64_t first = 0; first < count; first += per_class) rows.push_back({-1, first, std::min(per_class, count - first)});
+    cond.assign(static_cast<size_t>(count), 0);
   }
-  std::vector<int64_t> cond;
-  for (int64_t c : rows)
-    for (int64_t i = 0; i < per_class; ++i) cond.push_back(c < 0 ? 0 : c);
   const int64_t total = static_cast<int64_t>(cond.size());
   const int64_t batch = std::max<int64_t>(1, args.get_int("--batch-size"));
+  const int64_t batches = (total + batch - 1) / batch;
+  std::cout << "plan: " << total << " images ("
+            << (ts.num_classes > 0 ? str(rows.size(), " of the model's ", ts.num_classes, " classes x ", per_class)
+                                   : std::string("unconditional"))
+            << "), " << batches << " batch" << (batches == 1 ? "" : "es") << " of up to " << batch << ", "
+            << ts.length << " tokens each (" << (tr.model->causal() ? "AR" : "NAR") << ") -> " << args.get("--out")
+            << "\n"
+            << std::flush;
   auto gen = make_generator(static_cast<uint64_t>(args.get_int("--seed")));
   const int64_t h = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(ts.length))));
   SEQGAN_CHECK(h * h == ts.length, "the model's ", ts.length, " tokens do not form a square grid");
@@ -114,6 +138,14 @@ int run_sample(const Args& args) {
   const auto start = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < total; s += batch) {
     const int64_t n = std::min(batch, total - s);
+    if (s == batch) {
+      // One batch measured: the time the rest will take.
+      const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::ostringstream line;
+      line << std::fixed << std::setprecision(0) << "estimated time: " << first * static_cast<double>(batches) << " s for "
+           << batches << " batches (the first took " << std::setprecision(1) << first << " s)\n";
+      std::cout << line.str() << std::flush;
+    }
     const auto c = at::tensor(std::vector<int64_t>(cond.begin() + s, cond.begin() + s + n), at::kLong);
     codes.push_back((tr.model->causal() ? sample_ar(*tr.model, c, n, ar_options(cli.sample), gen)
                                         : sample_nar(*tr.model, c, n, nar_options(cli.sample), gen))
@@ -140,18 +172,21 @@ int run_sample(const Args& args) {
     write_png(name.str(), images[i]);
     if (i % 64 == 63) throw_if_stopped("sample");
   }
-  // Row captions: the class names of the tokenizer's data set where it is at hand, else ids.
-  std::vector<std::string> names;
-  try {
-    names = open_dataset(tok.config.data, "test")->class_names();
-  } catch (const Error&) {
+  // Row captions: the class names the model was trained with, else the tokenizer's data set's,
+  // else ids.
+  std::vector<std::string> names = tr.class_names;
+  if (names.empty()) {
+    try {
+      names = open_dataset(model_data(tok.config, args, args.get("--tokenizer")), "test")->class_names();
+    } catch (const Error&) {
+    }
   }
   const int64_t columns = std::max<int64_t>(1, args.get_int("--grid-columns"));
   Figure fig;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const int64_t c = rows[r];
+  for (const Row& row : rows) {
+    const int64_t c = row.cls;
     const std::string caption = c < 0 ? "" : c < static_cast<int64_t>(names.size()) ? names[c] : "class " + std::to_string(c);
-    fig.add_row(images.narrow(0, static_cast<int64_t>(r) * per_class, std::min(per_class, columns)), caption);
+    fig.add_row(images.narrow(0, row.first, std::min(row.n, columns)), caption);
   }
   fig.write_png(output.file("grid.png"));
   TokenFile file;
@@ -176,8 +211,9 @@ int run_visualize(const Args& args) {
   auto [tr, tok] = open_models(args, device);
   SEQGAN_CHECK_HINT(tr.model->causal(), "pass an AR model (train-transformer --kind ar)",
                     "the visualisation teacher-forces an AR transformer; this one is NAR");
-  const auto data = open_dataset(tok.config.data, args.get("--split"));
-  const Transform transform(eval_transform(tok.config.data));
+  const DataConfig data_config = model_data(tok.config, args, args.get("--tokenizer"));
+  const auto data = open_dataset(data_config, args.get("--split"));
+  const Transform transform(eval_transform(data_config));
   const int64_t requested = args.get_int("--count");
   const int64_t count = requested < 0 ? data->size() : std::min<int64_t>(requested, data->size());
   const int64_t shown = std::min<int64_t>(args.get_int("--show"), count);
@@ -259,6 +295,7 @@ Command train_transformer_command() {
 Command sample_command() {
   Command c;
   c.info.name = "sample";
+  c.info.brief = "Sample images from a transformer: grid.png, images/*.png and tokens.safetensors";
   c.info.summary =
       "Sample images from a transformer: grid.png (a row per class), images/*.png and tokens.safetensors.\n"
       "AR settings: sample.temperature, sample.top_k, sample.top_p; NAR: sample.steps,\n"
@@ -280,6 +317,7 @@ Command sample_command() {
 Command visualize_command() {
   Command c;
   c.info.name = "visualize";
+  c.info.brief = "Teacher-forced AR predictions beside reconstructions, with the top-1 accuracy";
   c.info.summary =
       "Teacher-forced AR predictions beside reconstructions (the paper's section 3.2): the true codes go\n"
       "through the AR model in one pass, the top-1 code at every position is decoded; prints the top-1 accuracy";

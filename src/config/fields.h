@@ -47,6 +47,9 @@ void visit_fields(C& c, V&& v) {
   v("data.dataset", d.dataset, "data source kind", one_of({"fashion-mnist", "idx", "image-folder", "lmdb", "shards"}));
   v("data.root", d.root, "training data: IDX folder, image folder (class sub-folders or loose), LMDB environment, or folder of tar shards", none);
   v("data.val_root", d.val_root, "held-out data of the same kind (image-folder, lmdb, shards; empty: none)", none);
+  v("data.val_labels", d.val_labels,
+    "image-folder: the classes of a val_root that holds its images directly, as ImageNet's validation set does: "
+    "a file of lines 'IMAGE CLASS' or 'IMAGE,CLASS ...' (LOC_val_solution.csv)", none);
   v("data.class_name", d.class_name, "lmdb: one class name for every image (empty: unlabeled)", none);
   v("data.preprocess", d.preprocess, "resize: torchvision Resize + crop; adm: guided-diffusion's center_crop_arr (evaluation and ImageNet references)", one_of({"resize", "adm"}));
   v("data.resize_filter", d.resize_filter, "PIL filter of the resize (torchvision's Resize default: bilinear)", one_of({"box", "bilinear", "bicubic", "lanczos"}));
@@ -133,6 +136,8 @@ void visit_fields(C& c, V&& v) {
   v("phase2.alpha", p2.alpha, "semantic ratio of the phase-2 perceptual loss", unit);
   v("phase2.attn_pairs", p2.attn_pairs, "B&D attention pairs added per decoder level", range(0, 64));
   v("phase2.fresh_discriminator", p2.fresh_discriminator, "start the discriminator afresh", none);
+  v("phase2.log_every", p2.log_every, "steps between log lines (0: train_tokenizer.log_every)", nonneg);
+  v("phase2.image_every", p2.image_every, "steps between reconstruction grids (0: train_tokenizer.image_every)", nonneg);
 
   auto& tr = c.transformer;
   v("transformer.layers", tr.layers, "transformer blocks", range(1, 1024));

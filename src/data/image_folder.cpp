@@ -4,8 +4,12 @@
 
 #include <cctype>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
+#include <set>
 
 #include <unistd.h>
 
@@ -97,25 +101,120 @@ ImageFolder::ImageFolder(const std::string& root, ImageSourceOptions options)
   std::sort(subdirs.begin(), subdirs.end());
   std::sort(loose.begin(), loose.end());
 
+  const std::vector<std::string>& given = options.classes;
   for (const fs::path& dir : subdirs) {
     std::vector<std::string> files = scan(dir);
     if (files.empty()) continue;  // e.g. a folder of notes; not a class
     SEQGAN_CHECK_HINT(loose.empty(), "move the loose images into a class folder, or point the root at them",
                       "'", root, "' mixes class folders (e.g. '", dir.filename().string(),
                       "') with images directly inside it (e.g. '", loose.front(), "')");
-    const int64_t label = static_cast<int64_t>(classes_.size());
-    classes_.push_back(dir.filename().string());
+    const std::string name = dir.filename().string();
+    int64_t label = static_cast<int64_t>(classes_.size());
+    if (!given.empty()) {
+      const auto it = std::find(given.begin(), given.end(), name);
+      SEQGAN_CHECK_HINT(it != given.end(), "give the validation data the training data's classes (or remove the folder)",
+                        "'", root, "' has a class folder '", name, "' that the training data (", given.size(),
+                        " classes) does not have");
+      label = it - given.begin();
+    } else {
+      classes_.push_back(name);
+    }
     for (std::string& f : files) {
       files_.push_back(std::move(f));
       labels_.push_back(label);
     }
   }
-  if (classes_.empty()) {
+  if (!given.empty() && !files_.empty()) classes_ = given;  // labels are indices into the training classes
+  if (files_.empty()) {
     files_ = std::move(loose);
     labels_.assign(files_.size(), -1);
+    if (!options.labels_file.empty()) {
+      label_loose_images(options.labels_file, given);
+    } else {
+      SEQGAN_CHECK_HINT(given.empty(),
+                        "label them with data.val_labels=FILE (lines 'IMAGE CLASS', or ImageNet's LOC_val_solution.csv), "
+                        "or move each image into a folder named by its class",
+                        "'", root, "' holds ", files_.size(), " images directly, with no class folders, but the training "
+                        "data has ", given.size(), " classes (ImageNet's flat validation layout?)");
+    }
   }
   SEQGAN_CHECK_HINT(!files_.empty(), "expected .png, .jpg, .jpeg or .webp files (in class sub-folders or directly)",
                     "no images found below '", root, "'");
+}
+
+std::map<std::string, std::string> parse_image_labels(const std::string& text, const std::string& source) {
+  std::map<std::string, std::string> labels;
+  size_t pos = 0;
+  int64_t line_no = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    for (char& c : line)
+      if (c == ',' || c == '\t') c = ' ';
+    std::istringstream words(line);
+    std::string image, cls;
+    if (!(words >> image)) continue;  // a blank line
+    if (line_no == 1 && image == "ImageId") continue;
+    SEQGAN_CHECK_HINT(static_cast<bool>(words >> cls), "write each line as 'IMAGE CLASS'", source, " line ", line_no,
+                      ": '", printable(image.data(), std::min<size_t>(image.size(), 80)), "' has no class");
+    const std::string stem = fs::path(image).stem().string();
+    SEQGAN_CHECK_HINT(labels.emplace(stem, cls).second, "name each image once", source, " line ", line_no,
+                      ": image '", printable(stem.data(), std::min<size_t>(stem.size(), 80)), "' is labelled twice");
+  }
+  return labels;
+}
+
+void ImageFolder::label_loose_images(const std::string& labels_file, const std::vector<std::string>& classes) {
+  std::ifstream in(labels_file, std::ios::binary);
+  SEQGAN_CHECK_HINT(in.good(), "check data.val_labels", "cannot open the labels file '", labels_file, "'");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto labels = parse_image_labels(text, labels_file);
+  if (classes.empty()) {
+    std::set<std::string> names;
+    for (const auto& [image, cls] : labels) names.insert(cls);
+    classes_.assign(names.begin(), names.end());
+  } else {
+    classes_ = classes;
+  }
+  for (size_t i = 0; i < files_.size(); ++i) {
+    const std::string stem = fs::path(files_[i]).stem().string();
+    const auto it = labels.find(stem);
+    SEQGAN_CHECK_HINT(it != labels.end(), "label every image of the folder", labels_file, " has no class for '",
+                      files_[i], "'");
+    const auto c = std::find(classes_.begin(), classes_.end(), it->second);
+    SEQGAN_CHECK_HINT(c != classes_.end(), "give the validation data the training data's classes", labels_file,
+                      " gives '", files_[i], "' the class '", it->second, "', which the training data (",
+                      classes_.size(), " classes) does not have");
+    labels_[i] = c - classes_.begin();
+  }
+}
+
+std::vector<std::string> ImageFolder::class_folders(const std::string& root) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::error_code type_ec;
+    if (is_hidden(it->path()) || !it->is_directory(type_ec)) continue;
+    // Holds an image somewhere below: stop at the first one.
+    bool any = false;
+    std::error_code walk_ec;
+    for (auto f = fs::recursive_directory_iterator(it->path(), fs::directory_options::follow_directory_symlink, walk_ec);
+         !walk_ec && f != fs::recursive_directory_iterator() && !any; f.increment(walk_ec)) {
+      std::error_code t;
+      if (is_hidden(f->path())) {
+        if (f->is_directory(t)) f.disable_recursion_pending();
+        continue;
+      }
+      any = f->is_regular_file(t) && is_image_name(f->path());
+    }
+    if (any) names.push_back(it->path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 const std::string& ImageFolder::path(int64_t index) const {

@@ -1,6 +1,8 @@
 // Opening the data set a configuration names, and its training and evaluation transforms.
 #include "data/open.h"
 
+#include <filesystem>
+
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -18,11 +20,26 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& data, const std::string&
   ImageSourceOptions options;
   options.channels = data.channels;
   options.skip_bad = data.skip_bad_files;
-  if (data.dataset == "image-folder") return std::make_shared<ImageFolder>(root, options);
+  if (data.dataset == "image-folder") {
+    // Held-out images are labelled by the training data's classes, which they must be among.
+    if (split == "test" && !data.root.empty() && std::filesystem::is_directory(data.root))
+      options.classes = ImageFolder::class_folders(data.root);
+    if (split == "test") options.labels_file = data.val_labels;
+    return std::make_shared<ImageFolder>(root, options);
+  }
   if (data.dataset == "lmdb") return std::make_shared<LmdbDataset>(root, options, data.class_name);
   if (data.dataset == "shards") return std::make_shared<ShardDataset>(root, options);
   throw Error(str("unknown data.dataset '", data.dataset, "'"),
               "use fashion-mnist, idx, image-folder, lmdb or shards");
+}
+
+void make_data_paths_absolute(DataConfig& data) {
+  for (std::string* p : {&data.root, &data.val_root, &data.val_labels}) {
+    if (p->empty()) continue;
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(*p, ec);
+    if (!ec) *p = abs.lexically_normal().string();
+  }
 }
 
 TransformOptions train_transform(const DataConfig& data) {

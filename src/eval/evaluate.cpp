@@ -95,7 +95,7 @@ ImageSource open_image_source(const std::string& spec, const DataConfig& data) {
 FeatureSet extract_features(EvalNetwork& net, const ImageSource& source, int64_t count, int64_t batch,
                             const std::string& label) {
   count = resolve_count(source, count);
-  SEQGAN_CHECK(batch > 0, "extract_features: batch must be positive, found ", batch);
+  SEQGAN_CHECK(batch > 0, "batch must be positive, found ", batch);
   const Transform transform(source.transform);
   std::vector<at::Tensor> feats, logits;
   Progress progress(label, count, 1.0);

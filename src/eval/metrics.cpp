@@ -43,7 +43,7 @@ double frechet_distance(const at::Tensor& mu1, const at::Tensor& sigma1, const a
   check_pair(mu1, sigma1, "1");
   check_pair(mu2, sigma2, "2");
   SEQGAN_CHECK_HINT(mu1.size(0) == mu2.size(0), "compare features of the same network",
-                    "frechet_distance: feature dimensions differ (", mu1.size(0), " vs ", mu2.size(0), ")");
+                    "feature dimensions differ (", mu1.size(0), " vs ", mu2.size(0), ")");
   const auto d = [](const at::Tensor& t) { return t.to(at::kDouble).cpu(); };
   const at::Tensor m1 = d(mu1), s1 = d(sigma1), m2 = d(mu2), s2 = d(sigma2);
   SEQGAN_CHECK(at::isfinite(m1).all().item<bool>() && at::isfinite(s1).all().item<bool>() &&
@@ -64,7 +64,7 @@ double frechet_distance(const FeatureStats& a, const FeatureStats& b) {
 }
 
 void save_feature_stats(const std::string& path, const FeatureStats& stats) {
-  SEQGAN_CHECK(stats.mu.defined() && stats.sigma.defined(), "save_feature_stats: no statistics to save");
+  SEQGAN_CHECK(stats.mu.defined() && stats.sigma.defined(), "no statistics to save");
   CheckpointMeta meta;
   meta.kind = kStatsKind;
   meta.config_json = "{}";
@@ -112,9 +112,10 @@ FeatureStats load_feature_stats(const std::string& path) {
 }
 
 InceptionScore inception_score(const at::Tensor& logits, int splits, bool shuffle) {
-  SEQGAN_CHECK(logits.dim() == 2, "inception_score: expected logits [N, C], found shape ", logits.sizes());
-  SEQGAN_CHECK_HINT(splits >= 1 && logits.size(0) >= splits, "measure at least as many images as splits",
-                    "inception_score: ", logits.size(0), " samples cannot make ", splits, " splits");
+  SEQGAN_CHECK(logits.dim() == 2, "expected logits [N, C], found shape ", logits.sizes());
+  SEQGAN_CHECK_HINT(splits >= 1 && logits.size(0) >= splits,
+                    "measure at least as many images as splits, or use fewer splits (--splits N, or eval.is_splits)",
+                    logits.size(0), " samples cannot make ", splits, " splits");
   at::Tensor logp = at::log_softmax(logits.to(at::kDouble).cpu(), 1);  // [N, C]
   const int64_t n = logp.size(0);
   if (shuffle) {

@@ -297,7 +297,7 @@ bool fusable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bi
 
 at::Tensor group_norm_silu(const at::Tensor& x, int64_t groups, const at::Tensor& weight, const at::Tensor& bias,
                            double eps, bool silu) {
-  SEQGAN_CHECK(x.dim() >= 2 && groups > 0 && x.size(1) % groups == 0, "group_norm_silu: ", groups,
+  SEQGAN_CHECK(x.dim() >= 2 && groups > 0 && x.size(1) % groups == 0, groups,
                " groups do not divide the ", x.dim() >= 2 ? x.size(1) : 0, " channels of a tensor of shape ",
                x.sizes());
   if (!fusable(x, weight, bias)) {

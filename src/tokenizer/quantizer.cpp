@@ -113,7 +113,9 @@ QuantizerOutput QuantizerImpl::forward(const at::Tensor& z_e_in) {
     torch::NoGradGuard no_grad;
     out.soft_usage_entropy = usage_entropies(d, config_.entropy_tau, all_reduce_sum).first.item<double>();
   }
-  const auto hist = code_histogram(out.indices, embedding.size(0)).to(at::kDouble);
+  // Over the whole batch of every rank in data-parallel training, as one process would see it.
+  auto hist = code_histogram(out.indices, embedding.size(0)).to(at::kDouble);
+  if (all_reduce_sum) hist = all_reduce_sum(hist);
   const auto prob = hist / hist.sum();
   out.perplexity = std::exp(-(prob * at::log(prob.clamp_min(1e-12))).sum().item<double>());
   out.codes_used = (hist > 0).sum().item<int64_t>();

@@ -103,10 +103,10 @@ struct ProcessGroup::Impl {
     } catch (const std::exception& e) {
       std::string msg = e.what();
       if (msg.size() > 600) msg = msg.substr(0, 600) + "...";
-      throw Error(str("rank ", rank, " of ", world, ": the ", what, " over the ", backend,
-                      " process group failed; another rank has probably stopped: ", msg,
-                      "\n---> HINT: see the other ranks' output for the first error; restart every rank with --resume "
-                      "(any number of ranks can continue from the last checkpoint)"));
+      throw ProcessGroupFailed(str("rank ", rank, " of ", world, ": the ", what, " over the ", backend,
+                                   " process group failed; another rank has probably stopped: ", msg),
+                               "see the other ranks' output for the first error; restart every rank with --resume "
+                               "(any number of ranks can continue from the last checkpoint)");
     }
   }
 
@@ -286,11 +286,12 @@ bool any_rank(ProcessGroup* group, bool flag) {
   return t.item<double>() > 0;
 }
 
-double any_rank_nonfinite(ProcessGroup* group, double loss) {
+double global_loss(ProcessGroup* group, double loss) {
   if (!group) return loss;
-  auto t = at::full({1}, std::isfinite(loss) ? 0.0 : 1.0, at::kDouble);
+  const bool finite = std::isfinite(loss);
+  auto t = at::tensor({finite ? loss : 0.0, finite ? 0.0 : 1.0}, at::kDouble);
   group->all_reduce_sum_(t);
-  return t.item<double>() > 0 ? std::nan("") : loss;
+  return t[1].item<double>() > 0 ? std::nan("") : t[0].item<double>() / group->world_size();
 }
 
 }  // namespace seqgan

@@ -19,6 +19,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "seqgan/error.h"
+
 namespace seqgan {
 
 struct DistributedEnv {
@@ -75,9 +77,15 @@ class ProcessGroup {
 };
 
 // Decisions every rank must take together, or the ranks would part ways at the next collective:
-// whether any rank was asked to stop, and the loss value if it is not finite on some rank (NaN
-// then), so that all skip the step. Without a group they return their argument.
+// whether any rank was asked to stop, and the step's loss: the mean over the ranks (what one
+// process with the whole batch would log), NaN when it is not finite on some rank, so that all
+// skip the step. Without a group they return their argument.
 bool any_rank(ProcessGroup* group, bool flag);
-double any_rank_nonfinite(ProcessGroup* group, double loss);
+
+// A collective failed: a rank died, the network failed or the timeout passed.
+struct ProcessGroupFailed : Error {
+  using Error::Error;
+};
+double global_loss(ProcessGroup* group, double loss);
 
 }  // namespace seqgan

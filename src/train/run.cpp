@@ -316,6 +316,20 @@ void SkippedFiles::report() {
                first, names.size() > 3 ? "\n  ..." : ""));
 }
 
+std::string restart_hint(const std::string& checkpoint_path) {
+  const std::string dir = std::filesystem::path(checkpoint_path).parent_path().string();
+  if (file_exists(checkpoint_path)) {
+    try {
+      return str("see the other ranks' output for the first error; restart every rank with --resume: the run continues "
+                 "from step ", read_checkpoint_meta(checkpoint_path).step, ", its last checkpoint (any number of ranks "
+                 "can continue it)");
+    } catch (const Error&) {
+    }
+  }
+  return str("see the other ranks' output for the first error; no checkpoint was written yet (", checkpoint_path,
+             "), so nothing can be resumed: start every rank again with --overwrite");
+}
+
 torch::Device to_device(const std::string& resolved_device) {
   return resolved_device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
 }

@@ -123,6 +123,11 @@ class SkippedFiles {
   int64_t reported_ = 0;
 };
 
+// Where a restart of a data-parallel run whose process group failed begins: "restart every rank
+// with --resume: the run continues from step S, its last checkpoint", or, before the first
+// checkpoint, that it must start again with --overwrite.
+std::string restart_hint(const std::string& checkpoint_path);
+
 // Writes text to a file atomically (temporary file, fsync, rename).
 void write_text_atomic(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);

@@ -65,6 +65,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   const std::string ckpt_path = opt.run_dir + "/checkpoint.safetensors";
   const std::string model_path = opt.run_dir + "/tokenizer.safetensors";
   Config config = opt.config;
+  make_data_paths_absolute(config.data);
 
   // On resume the run's own configuration is authoritative: it fixed the architecture.
   safetensors::File resume_file;
@@ -74,6 +75,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   RunDir run(opt.run_dir, writer, opt.resume ? RunStart::kResume : opt.overwrite ? RunStart::kOverwrite : RunStart::kFresh);
   if (opt.resume) {
     auto r = open_resume(ckpt_path, "tokenizer-train", config, opt.resume_overrides);
+    make_data_paths_absolute(config.data);
     resume_file = std::move(r.file);
     resume_meta = std::move(r.meta);
     SEQGAN_CHECK_HINT(resume_meta.extra["phase"] == std::to_string(opt.phase), "resume with the phase the run was started with",
@@ -198,8 +200,11 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
   }
 
   const auto& tt = config.train_tokenizer;
+  const int log_every = phase2 && config.phase2.log_every > 0 ? config.phase2.log_every : tt.log_every;
+  const int image_every = phase2 && config.phase2.image_every > 0 ? config.phase2.image_every : tt.image_every;
+  int64_t saved_at = opt.resume ? st.step : -1;  // a checkpoint of this step exists
   auto save = [&](const std::string& why) {
-    if (!run.writer()) return;
+    if (!run.writer() || st.step == saved_at) return;
     st.epoch = loader.epoch();
     st.position = loader.position();
     safetensors::TensorMap t;
@@ -222,6 +227,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     model_meta.step = st.step;
     model_meta.extra["phase"] = std::to_string(opt.phase);
     save_checkpoint(model_path, *model, model_meta);
+    saved_at = st.step;
     log_info(str("step ", st.step, " | checkpoint written (", why, "): ", model_path));
   };
   auto write_preview = [&]() {
@@ -313,8 +319,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
         adv_w *= adaptive_weight(rec_loss, g_adv, model->decoder->last_layer_weight()).item<double>();
       loss = loss + adv_w * g_adv;
     }
-    const double loss_value = loss.item<double>();
-    if (st.skip_nonfinite(any_rank_nonfinite(group, loss_value), tt.max_nonfinite)) {
+    double loss_value = loss.item<double>();
+    // The mean over the ranks, as one process with the whole batch would log it (NaN on any rank: all skip).
+    loss_value = global_loss(group, loss_value);
+    if (st.skip_nonfinite(loss_value, tt.max_nonfinite)) {
       opt_g.zero_grad();
       continue;
     }
@@ -383,7 +391,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     ++window_steps;
     window_images += x.size(0) * world;
     progress.update(st.step, str("loss ", fmt(loss_value)));
-    if (st.step % tt.log_every == 0 || st.step == ps.iterations) {
+    if (st.step % log_every == 0 || st.step == ps.iterations) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       std::map<std::string, double> m;
       for (const auto& [k, v] : window) m[k] = v / static_cast<double>(window_steps);
@@ -410,7 +418,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
       window_steps = window_images = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    if (st.step % tt.image_every == 0 || st.step == ps.iterations) write_preview();
+    if (st.step % image_every == 0 || st.step == ps.iterations) write_preview();
     if (st.step % tt.checkpoint_every == 0 && st.step < ps.iterations) save("periodic");
   }
   if (!result.interrupted) progress.finish();

@@ -1,5 +1,6 @@
 #include "train/transformer_trainer.h"
 
+#include <nlohmann/json.hpp>
 #include <chrono>
 #include <cmath>
 #include <iomanip>
@@ -137,6 +138,20 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   TokenSpace space;
   space.codebook_size = train_file.codebook_size;
   space.length = train_file.indices.size(1) * train_file.indices.size(2);
+  if (!opt.resume && config.transformer.num_classes > 0) {
+    // A class-conditional model takes its classes from the tokens it learns: the preset's count
+    // (1000 for ImageNet) is only a default.
+    const bool labeled = train_file.labels.numel() > 0 && train_file.labels.min().item<int64_t>() >= 0;
+    const int64_t named = static_cast<int64_t>(train_file.class_names.size());
+    if (!labeled) {
+      log_info(str(opt.tokens, " holds unlabeled images: an unconditional model (transformer.num_classes 0)"));
+      config.transformer.num_classes = 0;
+    } else if (named > 0 && named != config.transformer.num_classes) {
+      log_info(str("transformer.num_classes = ", named, ", the classes of ", opt.tokens, " (the configuration said ",
+                   config.transformer.num_classes, ")"));
+      config.transformer.num_classes = static_cast<int>(named);
+    }
+  }
   space.num_classes = config.transformer.num_classes;
   TokenSet train = token_set(train_file, space, opt.tokens);
   TokenSet val;
@@ -187,8 +202,9 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   }
 
   run.begin(config, st.step);
+  int64_t saved_at = opt.resume ? st.step : -1;  // a checkpoint of this step exists
   auto save = [&](const std::string& why) {
-    if (!run.writer()) return;
+    if (!run.writer() || st.step == saved_at) return;
     safetensors::TensorMap t;
     for (const auto& [k, v] : state_dict(*model)) t["model." + k] = v;
     optimizer.save_state(t, "opt.");
@@ -200,13 +216,17 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     token_space_to_extra(space, meta.extra);
     check_finite_state(t, st.step, ckpt_path, str(opt.causal ? "train_ar" : "train_nar", ".lr"));
     st.to_meta(meta, t);
+    if (conditional && !train_file.class_names.empty())
+      meta.extra["class_names"] = nlohmann::json(train_file.class_names).dump();
     safetensors::save(ckpt_path, t, meta.to_metadata());
     CheckpointMeta model_meta;
     model_meta.kind = kind;
     model_meta.config_json = meta.config_json;
     model_meta.step = st.step;
     token_space_to_extra(space, model_meta.extra);
+    if (meta.extra.count("class_names")) model_meta.extra["class_names"] = meta.extra["class_names"];
     save_checkpoint(model_path, *model, model_meta);
+    saved_at = st.step;
     log_info(str("step ", st.step, " | checkpoint written (", why, "): ", model_path));
   };
 
@@ -264,8 +284,10 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
       AutocastGuard ac(autocast);
       terms = objective(*model, codes, labels, tc.label_smoothing, c10::nullopt);
     }
-    const double loss_value = terms.loss.item<double>();
-    if (st.skip_nonfinite(any_rank_nonfinite(group, loss_value), tc.max_nonfinite)) {
+    double loss_value = terms.loss.item<double>();
+    // The mean over the ranks, as one process with the whole batch would log it (NaN on any rank: all skip).
+    loss_value = global_loss(group, loss_value);
+    if (st.skip_nonfinite(loss_value, tc.max_nonfinite)) {
       optimizer.zero_grad();
       continue;
     }
@@ -300,6 +322,13 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   if (!result.interrupted) {
     progress.finish();
     validate();
+    if (group) {
+      // Rank 0 validated; every rank reports its figures.
+      std::vector<at::Tensor> v{at::tensor({result.val_loss, result.val_accuracy}, at::kDouble)};
+      group->broadcast(v);
+      result.val_loss = v[0][0].item<double>();
+      result.val_accuracy = v[0][1].item<double>();
+    }
   }
   save(stop_reason);
   result.step = st.step;

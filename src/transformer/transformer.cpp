@@ -1,5 +1,6 @@
 #include "transformer/transformer.h"
 
+#include <nlohmann/json.hpp>
 #include <cmath>
 
 #include "nn/attention.h"
@@ -185,6 +186,14 @@ LoadedTransformer load_transformer(const std::string& path, const torch::Device&
   out.config = config_from_json(meta.config_json, path + " (metadata config)");
   out.space = token_space_from_extra(meta.extra, path);
   out.step = meta.step;
+  if (const auto it = meta.extra.find("class_names"); it != meta.extra.end()) {
+    try {
+      out.class_names = nlohmann::json::parse(it->second).get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(str(path, ": metadata 'class_names' is not a JSON list of names"),
+                  "the file is damaged; restore it or train again");
+    }
+  }
   out.model = Transformer(out.config.transformer, out.space, meta.kind == "transformer-ar");
   LoadOptions options;
   options.expected_kind = meta.kind;

@@ -113,6 +113,7 @@ struct LoadedTransformer {
   Config config;
   TokenSpace space;
   int64_t step = 0;
+  std::vector<std::string> class_names;  // of the tokens it was trained on; empty when not recorded
 };
 LoadedTransformer load_transformer(const std::string& path, const torch::Device& device);
 std::string transformer_kind(bool causal);

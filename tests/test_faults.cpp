@@ -133,6 +133,15 @@ class Faults : public ::testing::Test {
     std::ofstream(path) << config_to_json(c);
     return path;
   }
+  // A tokenizer trained for 2 steps in-process: DIR/tok/tokenizer.safetensors.
+  std::string tiny_tokenizer() {
+    TokenizerTrainOptions o;
+    o.config = config;
+    o.config.train_tokenizer.iterations = 2;
+    o.run_dir = dir + "/tok";
+    train_tokenizer(o);
+    return dir + "/tok/tokenizer.safetensors";
+  }
   std::vector<std::string> train(const std::string& cfg, const std::string& run) const {
     return {"train-tokenizer", "--config", cfg, "--out", run};
   }
@@ -310,12 +319,7 @@ TEST_F(Faults, ADivergingRunKeepsItsLastGoodCheckpointAndResumesWithALowerRate) 
 }
 
 TEST_F(Faults, InterruptedSamplingAndTokenisingLeaveThePreviousOutputWhole) {
-  TokenizerTrainOptions o;
-  o.config = config;
-  o.config.train_tokenizer.iterations = 2;
-  o.run_dir = dir + "/tok";
-  train_tokenizer(o);
-  const std::string tok = dir + "/tok/tokenizer.safetensors";
+  const std::string tok = tiny_tokenizer();
   test::write_toy_tokens(dir + "/tokens.safetensors", 64, 8, 2, 4, 16);
   std::string err;
   ASSERT_EQ(run_to_end({"train-transformer", "--kind", "ar", "--tokens", dir + "/tokens.safetensors", "--out", dir + "/ar",
@@ -365,12 +369,7 @@ TEST_F(Faults, InterruptedSamplingAndTokenisingLeaveThePreviousOutputWhole) {
 }
 
 TEST_F(Faults, DamagedWeightsAreRefusedOnLoad) {
-  TokenizerTrainOptions o;
-  o.config = config;
-  o.config.train_tokenizer.iterations = 2;
-  o.run_dir = dir + "/tok";
-  train_tokenizer(o);
-  const std::string tok = dir + "/tok/tokenizer.safetensors";
+  const std::string tok = tiny_tokenizer();
   std::string err;
   ASSERT_EQ(run_to_end({"inspect", "--verify", tok}, dir + "/v0", &err), 0) << err;
   EXPECT_TRUE(contains(slurp(dir + "/v0.out"), "tensors match their CRC-32")) << slurp(dir + "/v0.out");

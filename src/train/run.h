@@ -84,6 +84,10 @@ enum class RunStart {
 class RunDir {
  public:
   RunDir(std::string path, bool writer, RunStart start);
+  // The start mode of --resume / --overwrite (neither: a fresh run).
+  static RunStart start_mode(bool resume, bool overwrite) {
+    return resume ? RunStart::kResume : overwrite ? RunStart::kOverwrite : RunStart::kFresh;
+  }
   void begin(const Config& config, int64_t resume_step);
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const { return path_ + "/" + name; }

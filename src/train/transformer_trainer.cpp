@@ -119,7 +119,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
   CheckpointMeta resume_meta;
   // The directory is locked first: no other process may write it while this one reads its state.
   const bool writer = !opt.group || opt.group->rank() == 0;
-  RunDir run(opt.run_dir, writer, opt.resume ? RunStart::kResume : opt.overwrite ? RunStart::kOverwrite : RunStart::kFresh);
+  RunDir run(opt.run_dir, writer, RunDir::start_mode(opt.resume, opt.overwrite));
   if (opt.resume) {
     auto r = open_resume(ckpt_path, "transformer-train", config, opt.resume_overrides);
     resume_file = std::move(r.file);

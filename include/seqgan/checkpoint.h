@@ -39,6 +39,19 @@ struct CheckpointMeta {
 // share storage with the module.
 safetensors::TensorMap state_dict(const torch::nn::Module& module);
 
+// Model files of runs trained with an exponential moving average (`*.ema_decay` > 0) hold the
+// average under "ema.NAME" beside the raw weights, and "ema_decay" in their metadata.
+inline constexpr const char* kEmaPrefix = "ema.";
+enum class WeightChoice {
+  automatic,  // the EMA weights when the file has them, else the raw ones
+  ema,        // the EMA weights; an error when the file has none
+  raw,        // the weights as the optimiser left them
+};
+// "auto", "ema" or "raw"; anything else is an error naming the choices.
+WeightChoice parse_weight_choice(const std::string& text);
+// "ema" or "raw": what `choice` loads from a file with the given metadata.
+std::string chosen_weights(WeightChoice choice, const CheckpointMeta& meta);
+
 struct LoadOptions {
   // Empty: every tensor of the module and of the file takes part. Otherwise only keys starting
   // with one of these prefixes (after `rename`), on both sides; within them loading is strict.
@@ -51,6 +64,8 @@ struct LoadOptions {
   bool convert_dtype = false;
   // When set, the checkpoint's kind must equal it.
   std::string expected_kind;
+  // load_checkpoint: the raw or the EMA weights of a model file (see WeightChoice).
+  WeightChoice weights = WeightChoice::automatic;
 };
 
 // Copies `tensors` into the module's parameters and buffers under NoGradGuard, keeping the
@@ -60,8 +75,10 @@ struct LoadOptions {
 void load_state_dict(torch::nn::Module& module, const safetensors::TensorMap& tensors,
                      const LoadOptions& options = {}, const std::string& source = "<memory>");
 
-// Saves state_dict(module) with meta.to_metadata(), atomically (see safetensors::save).
-void save_checkpoint(const std::string& path, const torch::nn::Module& module, const CheckpointMeta& meta);
+// Saves state_dict(module) and `extra` (e.g. the EMA weights under kEmaPrefix) with
+// meta.to_metadata(), atomically (see safetensors::save).
+void save_checkpoint(const std::string& path, const torch::nn::Module& module, const CheckpointMeta& meta,
+                     const safetensors::TensorMap& extra = {});
 
 // Reads only the metadata; the tensors stay on disk.
 CheckpointMeta read_checkpoint_meta(const std::string& path);

@@ -107,6 +107,7 @@ struct TokenizerTrainConfig {
   int checkpoint_every = 5000;
   int max_nonfinite = 10;
   bool autocast_bf16 = true;           // CUDA only
+  double ema_decay = 0.0;              // EMA of the tokenizer's weights, both phases (0: off)
 };
 
 // Phase 2: decoder-only fine-tuning with B&D attention.
@@ -152,6 +153,8 @@ struct TransformerTrainConfig {
   int checkpoint_every = 5000;
   int max_nonfinite = 10;
   bool autocast_bf16 = true;
+  double class_dropout = 0.1;  // class-conditional: share of rows trained on the null condition (guidance)
+  double ema_decay = 0.0;      // EMA of the weights (0: off)
 };
 
 struct SampleConfig {
@@ -161,6 +164,12 @@ struct SampleConfig {
   int steps = 12;             // NAR
   double sample_temperature = 0.45;  // NAR
   double choice_temperature = 4.5;   // NAR
+  double guidance = 1.0;                     // classifier-free guidance scale (1: plain conditional)
+  std::string guidance_schedule = "constant";  // constant | linear | cosine
+  double guidance_power = 2.75;              // cosine: exponent of the power-cosine ramp
+  double accept_fraction = 1.0;              // rejection sampling: keep the best share (1: off)
+  double accept_threshold = 0.0;             // rejection sampling: keep p(class) >= this (0: off)
+  int max_draws = 8;                         // rejection by threshold: draw at most this many times the count
 };
 
 struct EvalConfig {

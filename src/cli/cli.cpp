@@ -74,6 +74,18 @@ Command& Command::config_options(const std::string& default_preset) {
   return *this;
 }
 
+Command& Command::weights_option(const std::string& name, const std::string& what) {
+  return option(name, "WHICH", "auto",
+                "weights of " + what + ": auto (the exponential moving average when the file has one), ema or raw");
+}
+
+WeightChoice weights_of(const Args& args, const std::string& name) {
+  const std::string text = args.get(name);
+  if (text != "auto" && text != "ema" && text != "raw")
+    throw UsageError(name + " must be auto (the EMA weights when the file has them), ema or raw, got '" + text + "'");
+  return parse_weight_choice(text);
+}
+
 Args Command::parse(const std::vector<std::string>& args) const {
   Args out;
   for (const auto& o : info.options)

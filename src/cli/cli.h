@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "seqgan/cli.h"
+#include "seqgan/checkpoint.h"
 #include "seqgan/config.h"
 
 namespace seqgan {
@@ -44,6 +45,9 @@ struct Command {
   Command& positional(const std::string& name);
   // Adds --preset, --config, --set, --threads, --device.
   Command& config_options(const std::string& default_preset = "fmnist");
+  // Adds --weights (or another name): which weights of a model file to load (see WeightChoice),
+  // `what` naming the file.
+  Command& weights_option(const std::string& name = "--weights", const std::string& what = "the model files");
   Args parse(const std::vector<std::string>& args) const;  // throws UsageError
   std::string help() const;
 };
@@ -56,6 +60,9 @@ struct UsageError : std::runtime_error {
 // Comma-separated integers ("1,2,3"), or nullopt when an item is not an integer (`bad`, when
 // given, receives that item).
 std::optional<std::vector<int64_t>> parse_integer_list(const std::string& text, std::string* bad = nullptr);
+
+// The --weights (or `name`) choice.
+WeightChoice weights_of(const Args& args, const std::string& name = "--weights");
 
 // The resolved config from --preset, --config and --set, validated; threads are set from it.
 Config load_config(const Args& args);

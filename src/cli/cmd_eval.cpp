@@ -84,7 +84,7 @@ int run_is(const Args& args, const Config& config) {
 int run_tokenizer_metric(const Args& args, const Config& config, const std::string& metric) {
   if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
   const auto device = to_device(resolve_device(config.device));
-  auto tok = load_tokenizer(args.get("--tokenizer"), device);
+  auto tok = load_tokenizer(args.get("--tokenizer"), device, weights_of(args));
   const ImageSource source = open_image_source("data:" + args.get("--split"), model_data(tok.config, args, args.get("--tokenizer")));
   std::unique_ptr<EvalNetwork> net;
   if (metric == "rfid") net = std::make_unique<EvalNetwork>(config.eval, device);
@@ -164,6 +164,7 @@ Command evaluate_command() {
   c.option("--ref", "SOURCE", "data:test", "reference images or statistics (fid)");
   c.option("--gen", "SOURCE", "", "images to measure (fid, is)");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors (rfid, usage, psnr)");
+  c.weights_option("--weights", "the tokenizer");
   c.option("--split", "SPLIT", "test", "data split the tokenizer reconstructs (rfid, usage, psnr)");
   c.option("--splits", "N", "", "IS splits (default: eval.is_splits)");
   common_options(c);

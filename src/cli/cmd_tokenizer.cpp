@@ -22,7 +22,7 @@ namespace {
 LoadedTokenizer open_tokenizer(const Args& args, const Config& config) {
   const std::string path = args.get("--tokenizer");
   if (path.empty()) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
-  return load_tokenizer(path, to_device(resolve_device(config.device)));
+  return load_tokenizer(path, to_device(resolve_device(config.device)), weights_of(args));
 }
 
 int run_reconstruct(const Args& args) {
@@ -32,7 +32,7 @@ int run_reconstruct(const Args& args) {
   const auto device = to_device(resolve_device(cli_config.device));
   std::vector<LoadedTokenizer> toks;
   for (const auto& p : paths) {
-    toks.push_back(load_tokenizer(p, device));
+    toks.push_back(load_tokenizer(p, device, weights_of(args)));
     const auto& a = toks.front().config.data;
     const auto& b = toks.back().config.data;
     SEQGAN_CHECK_HINT(a.channels == b.channels && a.resolution == b.resolution && a.dataset == b.dataset,
@@ -165,6 +165,7 @@ Command reconstruct_command() {
   c.info.summary = "Reconstruct data-set images with a tokenizer: a grid of inputs over reconstructions, the PSNR and the codebook usage";
   c.config_options("fmnist");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run (repeat to compare)", true);
+  c.weights_option("--weights", "the tokenizer");
   c.option("--split", "SPLIT", "test", "train or test");
   c.option("--count", "N", "1000", "images to measure the PSNR and usage on (-1: the whole split)");
   c.option("--show", "N", "16", "images in the grid");
@@ -179,6 +180,7 @@ Command tokenize_command() {
   c.info.summary = "Encode a data set into a token file (indices and labels, safetensors)";
   c.config_options("fmnist");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
+  c.weights_option("--weights", "the tokenizer");
   c.option("--split", "SPLIT", "train", "train or test");
   c.option("--out", "FILE", "", "token file (default: runs/PRESET/tokens-SPLIT.safetensors)");
   c.option("--batch-size", "N", "32", "images per forward pass (on a CPU, 16-32 run fastest: larger batches leave the caches)");
@@ -193,6 +195,7 @@ Command decode_command() {
   c.info.summary = "Decode a token file into PNG images";
   c.config_options("fmnist");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors of a train-tokenizer run");
+  c.weights_option("--weights", "the tokenizer");
   c.option("--tokens", "FILE", "", "token file from tokenize or sample");
   c.option("--out", "DIR", "decoded", "output directory");
   c.option("--count", "N", "64", "images to decode");

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/signals.h"
+#include "eval/classifier.h"
 #include "seqgan/error.h"
 #include "seqgan/image.h"
 #include "seqgan/log.h"
@@ -18,6 +19,7 @@
 #include "train/distributed.h"
 #include "train/run.h"
 #include "train/transformer_trainer.h"
+#include "transformer/rejection.h"
 #include "transformer/sampling.h"
 #include "transformer/transformer.h"
 
@@ -79,12 +81,49 @@ std::vector<int64_t> parse_classes(const std::string& text, int64_t num_classes)
   return out;
 }
 
+// The probability a classifier gives each image's class: the scorer of rejection sampling.
+struct ClassScorer {
+  std::shared_ptr<Classifier> net;
+  std::string name, weights;
+  int64_t batch = 64;
+  at::Tensor score(const at::Tensor& images, const std::vector<int64_t>& classes) {
+    torch::NoGradGuard ng;
+    const auto device = net->parameters().front().device();
+    const int64_t size = net->arch().resolution;
+    std::vector<at::Tensor> p;
+    for (int64_t s = 0; s < images.size(0); s += batch) {
+      auto x = images.narrow(0, s, std::min(batch, images.size(0) - s)).to(device);
+      if (x.size(2) != size || x.size(3) != size)
+        x = at::upsample_bilinear2d(x, {size, size}, false);
+      p.push_back(at::softmax(net->forward(x).to(at::kDouble), 1).cpu());
+    }
+    return at::cat(p).gather(1, at::tensor(classes, at::kLong).unsqueeze(1)).squeeze(1);
+  }
+};
+
+// --classifier, else the evaluation classifier (eval.feature_weights), checked to know the
+// model's classes.
+ClassScorer open_class_scorer(const Args& args, const Config& config, const TokenSpace& space, const torch::Device& device) {
+  ClassScorer s;
+  s.weights = args.get("--classifier").empty() ? config.eval.feature_weights : args.get("--classifier");
+  SEQGAN_CHECK_HINT(!s.weights.empty() && (args.has("--classifier") || config.eval.feature_network == "classifier"),
+                    "pass --classifier FILE (a train-classifier network of the model's classes)",
+                    "rejection sampling needs a classifier of the model's ", space.num_classes, " classes");
+  s.net = std::dynamic_pointer_cast<Classifier>(load_feature_network("classifier", s.weights, device));
+  SEQGAN_CHECK_HINT(s.net->arch().num_classes == space.num_classes,
+                    "pass --classifier FILE, a network trained on the classes of the model's tokens",
+                    "the classifier ", s.weights, " knows ", s.net->arch().num_classes, " classes, the model ", space.num_classes);
+  s.name = s.net->description();
+  s.batch = std::max<int64_t>(1, config.eval.batch_size);
+  return s;
+}
+
 // The --model transformer and the --tokenizer that decodes its codes, checked to share K.
 std::pair<LoadedTransformer, LoadedTokenizer> open_models(const Args& args, const torch::Device& device) {
   if (!args.has("--model")) throw UsageError("pass --model RUN/transformer.safetensors");
   if (!args.has("--tokenizer")) throw UsageError("pass --tokenizer RUN/tokenizer.safetensors");
-  auto tr = load_transformer(args.get("--model"), device);
-  auto tok = load_tokenizer(args.get("--tokenizer"), device);
+  auto tr = load_transformer(args.get("--model"), device, weights_of(args));
+  auto tok = load_tokenizer(args.get("--tokenizer"), device, weights_of(args, "--tokenizer-weights"));
   SEQGAN_CHECK_HINT(tok.config.tokenizer.codebook_size == tr.space.codebook_size,
                     "use the tokenizer whose tokens the model was trained on", "the transformer predicts ",
                     tr.space.codebook_size, " codes, the tokenizer has ", tok.config.tokenizer.codebook_size);
@@ -119,13 +158,29 @@ int run_sample(const Args& args) {
   const int64_t total = static_cast<int64_t>(cond.size());
   const int64_t batch = std::max<int64_t>(1, args.get_int("--batch-size"));
   const int64_t batches = (total + batch - 1) / batch;
+  const auto ar = ar_options(cli.sample);
+  const auto nar = nar_options(cli.sample);
+  RejectionOptions rejection;
+  rejection.fraction = cli.sample.accept_fraction;
+  rejection.threshold = cli.sample.accept_threshold;
+  rejection.max_draws = cli.sample.max_draws;
+  SEQGAN_CHECK_HINT(!rejection.active() || ts.num_classes > 0, "sample without sample.accept_fraction / accept_threshold",
+                    "rejection sampling scores each image by its class; this model is unconditional");
+  std::ostringstream guidance;
+  if (ar.guidance.active())
+    guidance << ", guidance " << ar.guidance.scale << " (" << ar.guidance.schedule << ")";
   std::cout << "plan: " << total << " images ("
             << (ts.num_classes > 0 ? str(rows.size(), " of the model's ", ts.num_classes, " classes x ", per_class)
                                    : std::string("unconditional"))
             << "), " << batches << " batch" << (batches == 1 ? "" : "es") << " of up to " << batch << ", "
-            << ts.length << " tokens each (" << (tr.model->causal() ? "AR" : "NAR") << ") -> " << args.get("--out")
-            << "\n"
-            << std::flush;
+            << ts.length << " tokens each (" << (tr.model->causal() ? "AR" : "NAR") << ", " << tr.weights << " weights"
+            << guidance.str() << ")";
+  if (rejection.fraction < 1)
+    std::cout << "; rejection sampling keeps the best " << rejection.fraction << " of the draws";
+  if (rejection.threshold > 0)
+    std::cout << "; rejection sampling keeps p(class) >= " << rejection.threshold << " (at most " << rejection.max_draws
+              << " draws per image)";
+  std::cout << " -> " << args.get("--out") << "\n" << std::flush;
   auto gen = make_generator(static_cast<uint64_t>(args.get_int("--seed")));
   const int64_t h = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(ts.length))));
   SEQGAN_CHECK(h * h == ts.length, "the model's ", ts.length, " tokens do not form a square grid");
@@ -133,39 +188,72 @@ int run_sample(const Args& args) {
   // Written whole or not at all: an interruption or a full disk leaves the previous output as it was.
   install_stop_handlers();
   OutputFolder output(args.get("--out"));
-  std::vector<at::Tensor> codes;
-  Progress progress(tr.model->causal() ? "sample AR" : "sample NAR", total);
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t s = 0; s < total; s += batch) {
-    const int64_t n = std::min(batch, total - s);
-    if (s == batch) {
-      // One batch measured: the time the rest will take.
-      const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::ostringstream line;
-      line << std::fixed << std::setprecision(0) << "estimated time: " << first * static_cast<double>(batches) << " s for "
-           << batches << " batches (the first took " << std::setprecision(1) << first << " s)\n";
-      std::cout << line.str() << std::flush;
+  bool estimated = false;
+  // Codes [n, L] for n class ids, `batch` at a time.
+  const auto draw = [&](const std::vector<int64_t>& ids) {
+    const int64_t n_all = static_cast<int64_t>(ids.size());
+    const int64_t n_batches = (n_all + batch - 1) / batch;
+    std::vector<at::Tensor> codes;
+    Progress progress(tr.model->causal() ? "sample AR" : "sample NAR", n_all);
+    const auto round_start = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < n_all; s += batch) {
+      const int64_t n = std::min(batch, n_all - s);
+      if (s == batch && !estimated) {
+        // One batch measured: the time the rest will take.
+        estimated = true;
+        const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count();
+        std::ostringstream line;
+        line << std::fixed << std::setprecision(0) << "estimated time: " << first * static_cast<double>(n_batches)
+             << " s for " << n_batches << " batches (the first took " << std::setprecision(1) << first << " s)\n";
+        std::cout << line.str() << std::flush;
+      }
+      const auto c = at::tensor(std::vector<int64_t>(ids.begin() + s, ids.begin() + s + n), at::kLong);
+      codes.push_back((tr.model->causal() ? sample_ar(*tr.model, c, n, ar, gen) : sample_nar(*tr.model, c, n, nar, gen)).cpu());
+      progress.update(s + n);
+      throw_if_stopped("sample");
     }
-    const auto c = at::tensor(std::vector<int64_t>(cond.begin() + s, cond.begin() + s + n), at::kLong);
-    codes.push_back((tr.model->causal() ? sample_ar(*tr.model, c, n, ar_options(cli.sample), gen)
-                                        : sample_nar(*tr.model, c, n, nar_options(cli.sample), gen))
-                        .cpu());
-    progress.update(s + n);
-    throw_if_stopped("sample");
+    progress.finish();
+    return at::cat(codes);
+  };
+  const auto decode = [&](const at::Tensor& codes) {
+    torch::NoGradGuard ng;
+    std::vector<at::Tensor> imgs;
+    const int64_t n = codes.size(0);
+    for (int64_t s = 0; s < n; s += 64)
+      imgs.push_back(tok.model->decode_indices(codes.narrow(0, s, std::min<int64_t>(64, n - s)).view({-1, h, h}).to(device))
+                         .to(at::kFloat)
+                         .cpu());
+    return at::cat(imgs);
+  };
+  at::Tensor all, images;
+  if (!rejection.active()) {
+    all = draw(cond);
+  } else {
+    auto scorer = open_class_scorer(args, cli, ts, device);
+    const auto r = rejection_sample(cond, rejection, draw, [&](const at::Tensor& codes, const std::vector<int64_t>& ids) {
+      return scorer.score(decode(codes), ids);
+    });
+    all = r.codes;
+    std::cout << std::fixed << std::setprecision(1) << "rejection sampling [" << scorer.name << "]: kept " << total
+              << " of " << r.drawn << " draws (acceptance rate " << 100 * r.acceptance_rate() << "%"
+              << (r.filled > 0 ? str(", ", r.filled, " below the threshold kept to fill classes") : std::string()) << ")"
+              << "; mean p(class) of the kept " << std::setprecision(3) << r.scores.mean().item<double>() << "\n";
+    if (r.filled > 0)
+      log_warn(str(r.filled, " of the kept images score below sample.accept_threshold ", rejection.threshold,
+                   " after ", rejection.max_draws, " draws per image (raise sample.max_draws or lower the threshold)"));
+    nlohmann::json j{{"classifier", scorer.name}, {"classifier_weights", scorer.weights}, {"drawn", r.drawn},
+                     {"kept", total}, {"accepted", r.accepted}, {"filled_below_threshold", r.filled},
+                     {"acceptance_rate", r.acceptance_rate()}, {"accept_fraction", rejection.fraction},
+                     {"accept_threshold", rejection.threshold}, {"mean_score_kept", r.scores.mean().item<double>()}};
+    write_text_atomic(output.file("rejection.json"), j.dump(2) + "\n");
   }
-  progress.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto all = at::cat(codes).view({total, h, h});
+  all = all.view({total, h, h});
+  images = decode(all);
 
   const std::string out = args.get("--out");
   std::filesystem::create_directories(output.file("images"));
-  std::vector<at::Tensor> imgs;
-  {
-    torch::NoGradGuard ng;
-    for (int64_t s = 0; s < total; s += 64)
-      imgs.push_back(tok.model->decode_indices(all.narrow(0, s, std::min<int64_t>(64, total - s)).to(device)).to(at::kFloat).cpu());
-  }
-  const auto images = at::cat(imgs);
   for (int64_t i = 0; i < total; ++i) {
     std::ostringstream name;
     name << output.path() << "/images/" << std::setw(6) << std::setfill('0') << i << ".png";
@@ -299,16 +387,21 @@ Command sample_command() {
   c.info.summary =
       "Sample images from a transformer: grid.png (a row per class), images/*.png and tokens.safetensors.\n"
       "AR settings: sample.temperature, sample.top_k, sample.top_p; NAR: sample.steps,\n"
-      "sample.sample_temperature, sample.choice_temperature (set them with --set)";
+      "sample.sample_temperature, sample.choice_temperature; both: classifier-free guidance (sample.guidance,\n"
+      "sample.guidance_schedule) and rejection sampling (sample.accept_fraction or sample.accept_threshold, scored\n"
+      "by --classifier); set them with --set";
   c.config_options("fmnist");
   c.option("--model", "FILE", "", "transformer.safetensors of a train-transformer run");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors that decodes the codes");
+  c.weights_option("--weights", "the transformer");
+  c.weights_option("--tokenizer-weights", "the tokenizer");
   c.option("--classes", "LIST", "all", "class-conditional models: 'all' or comma-separated class ids, a grid row each");
   c.option("--per-class", "N", "8", "samples per class (per grid row)");
   c.option("--count", "N", "64", "unconditional models: images to sample");
   c.option("--batch-size", "N", "64", "images sampled together");
   c.option("--grid-columns", "N", "16", "images of each row shown in grid.png (all are written to images/)");
   c.option("--seed", "N", "0", "random seed (the same seed gives the same images)");
+  c.option("--classifier", "FILE", "", "rejection sampling: the classifier that scores p(class) (default: eval.feature_weights)");
   c.option("--out", "DIR", "samples", "output directory");
   c.run = run_sample;
   return c;
@@ -324,6 +417,8 @@ Command visualize_command() {
   c.config_options("fmnist");
   c.option("--model", "FILE", "", "AR transformer.safetensors");
   c.option("--tokenizer", "FILE", "", "tokenizer.safetensors the model's tokens came from");
+  c.weights_option("--weights", "the transformer");
+  c.weights_option("--tokenizer-weights", "the tokenizer");
   c.option("--split", "SPLIT", "test", "train or test");
   c.option("--count", "N", "1000", "images to measure the accuracy on (-1: the whole split)");
   c.option("--show", "N", "8", "images in the figure (a row each)");

@@ -125,6 +125,7 @@ void visit_fields(C& c, V&& v) {
   v("train_tokenizer.checkpoint_every", tt.checkpoint_every, "steps between checkpoints", positive);
   v("train_tokenizer.max_nonfinite", tt.max_nonfinite, "stop after this many non-finite losses in a row", positive);
   v("train_tokenizer.autocast_bf16", tt.autocast_bf16, "bf16 autocast (CUDA only)", none);
+  v("train_tokenizer.ema_decay", tt.ema_decay, "exponential moving average of the weights, both phases (0: off; kept beside the raw weights)", range(0, 0.999999));
 
   auto& p2 = c.phase2;
   v("phase2.batch_size", p2.batch_size, "images per step (all ranks)", positive);
@@ -167,6 +168,8 @@ void visit_fields(C& c, V&& v) {
     v(s + ".checkpoint_every", x.checkpoint_every, "steps between checkpoints", positive);
     v(s + ".max_nonfinite", x.max_nonfinite, "stop after this many non-finite losses in a row", positive);
     v(s + ".autocast_bf16", x.autocast_bf16, "bf16 autocast (CUDA only)", none);
+    v(s + ".class_dropout", x.class_dropout, "class-conditional: share of sequences trained with the null condition (classifier-free guidance needs it)", range(0, 1));
+    v(s + ".ema_decay", x.ema_decay, "exponential moving average of the weights (0: off; kept beside the raw weights)", range(0, 0.999999));
   }
   auto& sm = c.sample;
   v("sample.temperature", sm.temperature, "AR: logits are divided by this", range(1e-6, 1e6));
@@ -175,6 +178,12 @@ void visit_fields(C& c, V&& v) {
   v("sample.steps", sm.steps, "NAR: refinement steps", range(1, 4096));
   v("sample.sample_temperature", sm.sample_temperature, "NAR: temperature of token sampling", range(1e-6, 1e6));
   v("sample.choice_temperature", sm.choice_temperature, "NAR: Gumbel temperature of the choice of kept tokens (annealed to 0)", range(0, 1e6));
+  v("sample.guidance", sm.guidance, "classifier-free guidance scale s: logits u + s (c - u) (1: plain conditional; 0: the null condition)", range(0, 1e3));
+  v("sample.guidance_schedule", sm.guidance_schedule, "guidance over the steps: constant s; linear ramp 1 -> s; cosine: power-cosine ramp 1 -> s", one_of({"constant", "linear", "cosine"}));
+  v("sample.guidance_power", sm.guidance_power, "cosine schedule: the ramp is 1 + (s - 1) (1 - cos(pi r^power)) / 2 at progress r", range(1e-3, 100));
+  v("sample.accept_fraction", sm.accept_fraction, "rejection sampling: draw count / fraction images per class, keep the count the classifier scores best (1: off)", range(1e-3, 1));
+  v("sample.accept_threshold", sm.accept_threshold, "rejection sampling: keep images whose classifier probability of their class is at least this (0: off)", range(0, 1));
+  v("sample.max_draws", sm.max_draws, "rejection by threshold: draw at most this many times the count per class", range(1, 1000));
 
   auto& e = c.eval;
   v("eval.feature_network", e.feature_network, "network of FID/IS features", one_of({"inception", "classifier"}));

@@ -183,8 +183,25 @@ void load_state_dict(torch::nn::Module& module, const safetensors::TensorMap& te
   }
 }
 
-void save_checkpoint(const std::string& path, const torch::nn::Module& module, const CheckpointMeta& meta) {
-  safetensors::save(path, state_dict(module), meta.to_metadata());
+void save_checkpoint(const std::string& path, const torch::nn::Module& module, const CheckpointMeta& meta,
+                     const safetensors::TensorMap& extra) {
+  auto tensors = state_dict(module);
+  for (const auto& [k, v] : extra) {
+    SEQGAN_CHECK(tensors.emplace(k, v).second, "save_checkpoint: tensor '", k, "' is both in the module and in the extra tensors");
+  }
+  safetensors::save(path, tensors, meta.to_metadata());
+}
+
+WeightChoice parse_weight_choice(const std::string& text) {
+  if (text == "auto") return WeightChoice::automatic;
+  if (text == "ema") return WeightChoice::ema;
+  if (text == "raw") return WeightChoice::raw;
+  throw Error(str("unknown weights '", text, "'"),
+              "use --weights auto (the EMA weights when the file has them), ema or raw");
+}
+
+std::string chosen_weights(WeightChoice choice, const CheckpointMeta& meta) {
+  return choice != WeightChoice::raw && meta.extra.count("ema_decay") ? "ema" : "raw";
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& path) {
@@ -196,7 +213,19 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& modul
   SEQGAN_CHECK_HINT(options.expected_kind.empty() || meta.kind == options.expected_kind,
                     "pass the checkpoint of the right model", path, ": expected a '", options.expected_kind,
                     "' checkpoint, found kind '", meta.kind, "'");
-  load_state_dict(module, safetensors::load(path).tensors, options, path);
+  auto file = safetensors::load(path).tensors;
+  const bool has_ema = meta.extra.count("ema_decay") > 0;
+  SEQGAN_CHECK_HINT(has_ema || options.weights != WeightChoice::ema,
+                    "load its raw weights (--weights raw), or train with an EMA (*.ema_decay > 0)", path,
+                    " holds no EMA weights: it was trained without an exponential moving average");
+  const std::string prefix = kEmaPrefix;
+  safetensors::TensorMap chosen;
+  const bool ema = has_ema && options.weights != WeightChoice::raw;
+  for (auto& [k, v] : file) {
+    const bool is_ema = has_ema && k.compare(0, prefix.size(), prefix) == 0;
+    if (is_ema == ema) chosen.emplace(ema ? k.substr(prefix.size()) : k, std::move(v));
+  }
+  load_state_dict(module, chosen, options, path);
   return meta;
 }
 

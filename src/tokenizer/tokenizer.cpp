@@ -139,7 +139,7 @@ at::Tensor TokenizerImpl::decode_indices(const at::Tensor& indices) { return dec
 
 namespace seqgan {
 
-LoadedTokenizer load_tokenizer(const std::string& path, const torch::Device& device) {
+LoadedTokenizer load_tokenizer(const std::string& path, const torch::Device& device, WeightChoice weights) {
   const CheckpointMeta meta = read_checkpoint_meta(path);
   SEQGAN_CHECK_HINT(meta.kind == "tokenizer", "pass the tokenizer.safetensors of a train-tokenizer run",
                     "'", path, "' holds a ", meta.kind, ", not a tokenizer");
@@ -151,6 +151,8 @@ LoadedTokenizer load_tokenizer(const std::string& path, const torch::Device& dev
   out.model = Tokenizer(out.config.tokenizer, out.config.quantizer, out.config.data.channels);
   LoadOptions options;
   options.expected_kind = "tokenizer";
+  options.weights = weights;
+  out.weights = chosen_weights(weights, meta);
   load_checkpoint(path, *out.model, options);
   out.model->to(device);
   out.model->eval();

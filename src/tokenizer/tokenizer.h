@@ -8,6 +8,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include "nn/blocks.h"
+#include "seqgan/checkpoint.h"
 #include "seqgan/config.h"
 #include "tokenizer/quantizer.h"
 
@@ -96,7 +97,10 @@ struct LoadedTokenizer {
   Config config;
   int64_t step = 0;
   int phase = 1;
+  std::string weights;  // "ema" or "raw": which of the file's weights were loaded
 };
-LoadedTokenizer load_tokenizer(const std::string& path, const torch::Device& device);
+// `weights`: the file's EMA or raw weights (automatic: the EMA ones when present).
+LoadedTokenizer load_tokenizer(const std::string& path, const torch::Device& device,
+                               WeightChoice weights = WeightChoice::automatic);
 
 }  // namespace seqgan

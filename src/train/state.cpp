@@ -65,7 +65,11 @@ bool TrainState::skip_nonfinite(double loss, int64_t max_in_row) {
 
 bool resumable_override(const std::string& key) {
   for (const char* section : {"train_tokenizer.", "train_ar.", "train_nar."})
-    if (key.rfind(section, 0) == 0) return key.find("batch_size") == std::string::npos;
+    if (key.rfind(section, 0) == 0)
+      // The batch fixes the data order; the null condition is part of the vocabulary; an average
+      // restarted halfway would not be the one the run keeps.
+      return key.find("batch_size") == std::string::npos && key.find("class_dropout") == std::string::npos &&
+             key.find("ema_decay") == std::string::npos;
   for (const char* k : {"phase2.lr", "phase2.lr_end", "phase2.iterations", "data.root", "data.val_root", "data.num_workers", "data.prefetch", "data.skip_bad_files",
                         "threads", "device"})
     if (key == k) return true;

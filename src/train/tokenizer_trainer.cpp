@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
@@ -18,6 +19,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/distributed.h"
 #include "train/optim.h"
+#include "train/ema.h"
 #include "train/state.h"
 
 namespace seqgan {
@@ -151,7 +153,6 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     opt_g.load_state(resume_file.tensors, "opt_g.", ckpt_path);
     opt_d.load_state(resume_file.tensors, "opt_d.", ckpt_path);
     st = TrainState::from_meta(resume_meta, resume_file.tensors);
-    resume_file = {};
   }
 
   if (group) {
@@ -163,6 +164,11 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     group->broadcast(shared);
     model->quantizer->all_reduce_sum = [group](const at::Tensor& t) { return group->all_reduce_sum(t); };
   }
+  // The average of the whole tokenizer; in phase 2 it starts at the phase-1 weights it loaded
+  // (the encoder and codebook stay there).
+  Ema ema(*model, config.train_tokenizer.ema_decay);
+  if (opt.resume) ema.load(resume_file.tensors, "ema.", ckpt_path);
+  resume_file = {};
 
   run.begin(config, st.step);
   const auto train_set = open_dataset(config.data, "train");
@@ -212,6 +218,8 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     for (const auto& [k, v] : state_dict(*disc)) t["disc." + k] = v;
     opt_g.save_state(t, "opt_g.");
     opt_d.save_state(t, "opt_d.");
+    auto averaged = ema.state(*model, "ema.");
+    for (const auto& [k, v] : averaged) t[k] = v;
     CheckpointMeta meta;
     meta.kind = "tokenizer-train";
     meta.config_json = config_to_json(config, -1);
@@ -226,7 +234,11 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
     model_meta.config_json = meta.config_json;
     model_meta.step = st.step;
     model_meta.extra["phase"] = std::to_string(opt.phase);
-    save_checkpoint(model_path, *model, model_meta);
+    if (ema.enabled()) {
+      model_meta.extra["ema_decay"] = nlohmann::json(ema.decay()).dump();
+      averaged.erase("ema.__updates");
+    }
+    save_checkpoint(model_path, *model, model_meta, averaged);
     saved_at = st.step;
     log_info(str("step ", st.step, " | checkpoint written (", why, "): ", model_path));
   };
@@ -340,6 +352,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& opt) {
       if (group) group->broadcast({model->quantizer->embedding});
       window["kmeans_moved"] += static_cast<double>(moved);
     }
+    ema.update();
 
     // Discriminator step, with the lazy R1 penalty every r1_interval of its steps.
     double d_loss_value = 0, r1_value = 0;

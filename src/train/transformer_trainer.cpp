@@ -15,6 +15,7 @@
 #include "tokenizer/tokens.h"
 #include "train/distributed.h"
 #include "train/optim.h"
+#include "train/ema.h"
 #include "train/state.h"
 #include "transformer/sampling.h"
 #include "transformer/transformer.h"
@@ -85,6 +86,15 @@ at::Tensor nar_training_mask(const at::Tensor& tokens, c10::optional<at::Generat
   return rank < n.unsqueeze(1);
 }
 
+at::Tensor drop_classes(const at::Tensor& labels, double p, int64_t null_id, uint64_t seed, int64_t step,
+                        int64_t global_batch, int64_t offset) {
+  // One draw per sequence of the global batch from a generator of (seed, step): every rank
+  // takes its share, and a resumed run draws what it would have drawn.
+  auto gen = make_generator((seed + 1) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step));
+  const auto u = at::rand({global_batch}, gen, at::TensorOptions(at::kDouble)).narrow(0, offset, labels.size(0));
+  return at::where(u.lt(p).to(labels.device()), at::full_like(labels, null_id), labels);
+}
+
 TokenSetScore score_tokens(TransformerImpl& model, const at::Tensor& codes, const at::Tensor& labels,
                            int64_t batch_size, double label_smoothing, uint64_t seed) {
   torch::NoGradGuard ng;
@@ -153,6 +163,8 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     }
   }
   space.num_classes = config.transformer.num_classes;
+  // Class dropout trains the null condition that classifier-free guidance samples against.
+  space.null_class = space.num_classes > 0 && tc.class_dropout > 0;
   TokenSet train = token_set(train_file, space, opt.tokens);
   TokenSet val;
   if (!opt.val_tokens.empty()) {
@@ -192,7 +204,6 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     load_state_dict(*model, with_prefix(resume_file.tensors, "model."), {}, ckpt_path);
     optimizer.load_state(resume_file.tensors, "opt.", ckpt_path);
     st = TrainState::from_meta(resume_meta, resume_file.tensors);
-    resume_file = {};
   }
 
   if (group) {
@@ -200,6 +211,9 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     for (const auto& p : model->parameters()) shared.push_back(p);
     group->broadcast(shared);
   }
+  Ema ema(*model, tc.ema_decay);
+  if (opt.resume) ema.load(resume_file.tensors, "ema.", ckpt_path);
+  resume_file = {};
 
   run.begin(config, st.step);
   int64_t saved_at = opt.resume ? st.step : -1;  // a checkpoint of this step exists
@@ -208,6 +222,8 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     safetensors::TensorMap t;
     for (const auto& [k, v] : state_dict(*model)) t["model." + k] = v;
     optimizer.save_state(t, "opt.");
+    auto averaged = ema.state(*model, "ema.");
+    for (const auto& [k, v] : averaged) t[k] = v;
     CheckpointMeta meta;
     meta.kind = "transformer-train";
     meta.config_json = config_to_json(config, -1);
@@ -225,7 +241,11 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     model_meta.step = st.step;
     token_space_to_extra(space, model_meta.extra);
     if (meta.extra.count("class_names")) model_meta.extra["class_names"] = meta.extra["class_names"];
-    save_checkpoint(model_path, *model, model_meta);
+    if (ema.enabled()) {
+      model_meta.extra["ema_decay"] = nlohmann::json(ema.decay()).dump();
+      averaged.erase("ema.__updates");
+    }
+    save_checkpoint(model_path, *model, model_meta, averaged);
     saved_at = st.step;
     log_info(str("step ", st.step, " | checkpoint written (", why, "): ", model_path));
   };
@@ -275,7 +295,9 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     const auto idx = perm.narrow(0, st.position * tc.batch_size + rank * local_batch, local_batch);
     ++st.position;
     const auto codes = train.codes.index_select(0, idx).to(device);
-    const auto labels = conditional ? train.labels.index_select(0, idx).to(device) : at::Tensor();
+    auto labels = conditional ? train.labels.index_select(0, idx).to(device) : at::Tensor();
+    if (space.null_class) labels = drop_classes(labels, tc.class_dropout, space.null_class_id(), config.seed, st.step,
+                                                tc.batch_size, rank * local_batch);
 
     const double lr = schedule_lr(tc.lr_schedule, st.step, tc.iterations, tc.lr, tc.lr_end, tc.warmup, tc.decay_start);
     optimizer.set_lr(lr);
@@ -295,6 +317,7 @@ TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
     terms.loss.backward();
     if (group) group->average_gradients(optimizer.params());
     optimizer.step();
+    ema.update();
     ++st.step;
     ++done_here;
 

@@ -53,32 +53,71 @@ at::Tensor uniform_like(at::Generator& gen, at::IntArrayRef shape, const at::Ten
   return at::rand(shape, gen, at::TensorOptions(at::kDouble)).to(options.device());
 }
 
+double Guidance::at(int64_t step, int64_t steps) const {
+  const double r = steps > 1 ? static_cast<double>(step) / static_cast<double>(steps - 1) : 1.0;
+  if (schedule == "constant") return scale;
+  if (schedule == "linear") return 1.0 + (scale - 1.0) * r;
+  if (schedule == "cosine") return 1.0 + (scale - 1.0) * (1.0 - std::cos(M_PI * std::pow(r, power))) / 2.0;
+  throw Error(str("unknown guidance schedule '", schedule, "'"), "use sample.guidance_schedule constant, linear or cosine");
+}
+
+at::Tensor guide_logits(const at::Tensor& cond, const at::Tensor& uncond, double scale) {
+  if (scale == 1.0) return cond;
+  return uncond + scale * (cond - uncond);
+}
+
+namespace {
+
+// Class ids [2B]: the batch's, then the null condition for each; checks the model can be guided.
+at::Tensor guided_conditions(const TransformerImpl& model, const at::Tensor& c, const Guidance& g) {
+  const auto& space = model.space();
+  SEQGAN_CHECK_HINT(space.num_classes > 0, "sample with sample.guidance=1",
+                    "classifier-free guidance needs a class-conditional model; this one is unconditional");
+  SEQGAN_CHECK_HINT(space.null_class, "sample with sample.guidance=1, or train with train_ar.class_dropout / train_nar.class_dropout > 0",
+                    "classifier-free guidance (sample.guidance ", g.scale,
+                    ") needs the null condition, and this model was trained without class dropout");
+  return at::cat({c, at::full_like(c, space.null_class_id())});
+}
+
+}  // namespace
+
 at::Tensor sample_ar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const ArSampleOptions& o,
                      at::Generator& gen) {
   SEQGAN_CHECK(model.causal(), "AR sampling needs the causal transformer (train-transformer --kind ar)");
   c10::InferenceMode inference;  // lighter than NoGradGuard: no version counters or views tracked
   const auto device = model.pos_emb.device();
   const int64_t L = model.space().length;
-  const auto c = cond.defined() ? cond.to(device) : at::zeros({batch}, at::TensorOptions(at::kLong).device(device));
+  auto c = cond.defined() ? cond.to(device) : at::zeros({batch}, at::TensorOptions(at::kLong).device(device));
+  // Guided: the conditional rows, then their null-condition twins, decoded as one batch that is
+  // fed the same tokens.
+  const bool guided = o.guidance.active();
+  if (guided) c = guided_conditions(model, c, o.guidance);
+  const int64_t rows = guided ? 2 * batch : batch;
   auto out = at::zeros({batch, L}, at::TensorOptions(at::kLong).device(device));
   at::Tensor logits;
   KVCache cache;
   std::unique_ptr<CpuArDecoder> fused;
   if (o.use_cache && o.fused_cpu && CpuArDecoder::supports(model)) {
-    fused = std::make_unique<CpuArDecoder>(model, batch);
-    logits = fused->step(model.condition_tokens(c, batch, device));
+    fused = std::make_unique<CpuArDecoder>(model, rows);
+    logits = fused->step(model.condition_tokens(c, rows, device));
   } else if (o.use_cache) {
     cache = model.start(c, &logits);
   }
   for (int64_t i = 0; i < L; ++i) {
-    if (!o.use_cache) logits = model.forward(c, out.narrow(1, 0, i)).select(1, i);
-    const auto probs = at::softmax(filter_logits(logits, o.temperature, o.top_k, o.top_p), -1);
+    if (!o.use_cache) {
+      const auto prefix = out.narrow(1, 0, i);
+      logits = model.forward(c, guided ? at::cat({prefix, prefix}) : prefix).select(1, i);
+    }
+    const auto step_logits =
+        guided ? guide_logits(logits.narrow(0, 0, batch), logits.narrow(0, batch, batch), o.guidance.at(i, L)) : logits;
+    const auto probs = at::softmax(filter_logits(step_logits, o.temperature, o.top_k, o.top_p), -1);
     const auto next = sample_categorical(probs, uniform_like(gen, {batch}, probs.options()));
     out.select(1, i).copy_(next);
+    const auto fed = guided ? at::cat({next, next}) : next;
     if (i + 1 < L && fused) {
-      logits = fused->step(next);
+      logits = fused->step(fed);
     } else if (i + 1 < L && o.use_cache) {
-      logits = model.step(cache, next);
+      logits = model.step(cache, fed);
     }
   }
   return out;
@@ -99,11 +138,19 @@ at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t ba
   c10::InferenceMode inference;
   const auto device = model.pos_emb.device();
   const int64_t L = model.space().length, mask = model.space().mask_token();
-  const auto c = cond.defined() ? cond.to(device) : at::zeros({batch}, at::TensorOptions(at::kLong).device(device));
+  auto c = cond.defined() ? cond.to(device) : at::zeros({batch}, at::TensorOptions(at::kLong).device(device));
+  const bool guided = o.guidance.active();
+  if (guided) c = guided_conditions(model, c, o.guidance);
   auto tokens = at::full({batch, L}, mask, at::TensorOptions(at::kLong).device(device));
   int64_t unknown = L;
   for (int64_t t = 0; t < o.steps; ++t) {
-    const auto logits = model.forward(c, tokens).to(at::kFloat);  // [B, L, K]
+    at::Tensor logits;  // [B, L, K]
+    if (guided) {
+      const auto both = model.forward(c, at::cat({tokens, tokens})).to(at::kFloat);
+      logits = guide_logits(both.narrow(0, 0, batch), both.narrow(0, batch, batch), o.guidance.at(t, o.steps));
+    } else {
+      logits = model.forward(c, tokens).to(at::kFloat);
+    }
     const auto logp = at::log_softmax(logits / o.sample_temperature, -1);
     const auto u = uniform_like(gen, {batch, L}, logits.options());
     const auto is_unknown = tokens == mask;
@@ -130,11 +177,20 @@ at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t ba
   return tokens;
 }
 
+Guidance guidance_of(const SampleConfig& c) {
+  Guidance g;
+  g.scale = c.guidance;
+  g.schedule = c.guidance_schedule;
+  g.power = c.guidance_power;
+  return g;
+}
+
 ArSampleOptions ar_options(const SampleConfig& c) {
   ArSampleOptions o;
   o.temperature = c.temperature;
   o.top_k = c.top_k;
   o.top_p = c.top_p;
+  o.guidance = guidance_of(c);
   return o;
 }
 
@@ -143,6 +199,7 @@ NarSampleOptions nar_options(const SampleConfig& c) {
   o.steps = c.steps;
   o.sample_temperature = c.sample_temperature;
   o.choice_temperature = c.choice_temperature;
+  o.guidance = guidance_of(c);
   return o;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -30,6 +31,23 @@ at::Tensor uniform_like(at::Generator& gen, at::IntArrayRef shape, const at::Ten
 
 at::Generator make_generator(uint64_t seed);
 
+// Classifier-free guidance: logits u + s (c - u) of the conditional (c) and null-condition (u)
+// predictions. The scale follows a schedule over the T decoding steps (AR: the tokens; NAR: the
+// refinement steps), with progress r = t / (T - 1) at step t (r = 1 when T = 1):
+//   constant: s;  linear: 1 + (s - 1) r (as MUSE and VAR ramp it);
+//   cosine: 1 + (s - 1) (1 - cos(pi r^power)) / 2 (the power-cosine ramp of MaskGIT-style samplers).
+// Scale 1 throughout is plain conditional sampling: no null-condition pass is made at all. A step
+// whose scale is exactly 1 takes the conditional logits as they are.
+struct Guidance {
+  double scale = 1.0;
+  std::string schedule = "constant";  // constant | linear | cosine
+  double power = 2.75;
+  bool active() const { return scale != 1.0; }
+  double at(int64_t step, int64_t steps) const;
+};
+// The guided logits of one step; `scale` 1 returns `cond` itself.
+at::Tensor guide_logits(const at::Tensor& cond, const at::Tensor& uncond, double scale);
+
 struct ArSampleOptions {
   double temperature = 1.0;
   int64_t top_k = 0;
@@ -38,6 +56,9 @@ struct ArSampleOptions {
   // With the cache, on a CPU with float32 weights: decode with CpuArDecoder (fused steps, see
   // transformer/cpu_decode.h) rather than through the modules. The same results to float rounding.
   bool fused_cpu = true;
+  // The conditional and null-condition rows go through the model as one batch of 2B (one
+  // key/value cache); the model must have the null condition (class dropout in training).
+  Guidance guidance;
 };
 // cond [B] class ids (ignored when unconditional); returns codes [B, L] int64.
 at::Tensor sample_ar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const ArSampleOptions& options,
@@ -47,6 +68,7 @@ struct NarSampleOptions {
   int64_t steps = 12;
   double sample_temperature = 0.65;
   double choice_temperature = 4.5;
+  Guidance guidance;  // as for AR: one forward pass of 2B sequences per step
 };
 // Tokens still masked after step t (0-based) of `steps` for L tokens with `unknown` of them
 // unknown before the step: floor(L cos(pi/2 (t+1)/steps)), at least 1, at most unknown - 1.
@@ -55,6 +77,7 @@ int64_t nar_masked_after(int64_t t, int64_t steps, int64_t length, int64_t unkno
 at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const NarSampleOptions& options,
                       at::Generator& gen, std::vector<at::Tensor>* trace = nullptr);
 
+Guidance guidance_of(const SampleConfig& c);
 ArSampleOptions ar_options(const SampleConfig& c);
 NarSampleOptions nar_options(const SampleConfig& c);
 

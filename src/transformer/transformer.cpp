@@ -92,8 +92,11 @@ at::Tensor TransformerImpl::condition_tokens(const at::Tensor& cond, int64_t bat
   SEQGAN_CHECK_HINT(cond.defined() && cond.numel() == batch, "pass one class id per image",
                     "class-conditional transformer needs ", batch, " class ids");
   const auto c = cond.to(device, at::kLong);
-  SEQGAN_CHECK_HINT(c.min().item<int64_t>() >= 0 && c.max().item<int64_t>() < space_.num_classes,
-                    "class ids run from 0 to " + std::to_string(space_.num_classes - 1), "class id out of range");
+  const int64_t last = space_.num_classes - (space_.null_class ? 0 : 1);
+  SEQGAN_CHECK_HINT(c.min().item<int64_t>() >= 0 && c.max().item<int64_t>() <= last,
+                    "class ids run from 0 to " + std::to_string(space_.num_classes - 1) +
+                        (space_.null_class ? " (" + std::to_string(space_.num_classes) + ": the null condition)" : ""),
+                    "class id out of range");
   return c + space_.codebook_size;
 }
 
@@ -157,6 +160,7 @@ void token_space_to_extra(const TokenSpace& space, std::map<std::string, std::st
   extra["codebook_size"] = std::to_string(space.codebook_size);
   extra["length"] = std::to_string(space.length);
   extra["num_classes"] = std::to_string(space.num_classes);
+  if (space.null_class) extra["null_class"] = "1";
 }
 
 TokenSpace token_space_from_extra(const std::map<std::string, std::string>& extra, const std::string& source) {
@@ -174,10 +178,11 @@ TokenSpace token_space_from_extra(const std::map<std::string, std::string>& extr
   s.codebook_size = get("codebook_size");
   s.length = get("length");
   s.num_classes = get("num_classes");
+  s.null_class = extra.count("null_class") && get("null_class") == 1 && s.num_classes > 0;  // older files: none
   return s;
 }
 
-LoadedTransformer load_transformer(const std::string& path, const torch::Device& device) {
+LoadedTransformer load_transformer(const std::string& path, const torch::Device& device, WeightChoice weights) {
   const CheckpointMeta meta = read_checkpoint_meta(path);
   SEQGAN_CHECK_HINT(meta.kind == "transformer-ar" || meta.kind == "transformer-nar",
                     "pass the transformer.safetensors of a train-transformer run", "'", path, "' holds a ", meta.kind,
@@ -197,6 +202,8 @@ LoadedTransformer load_transformer(const std::string& path, const torch::Device&
   out.model = Transformer(out.config.transformer, out.space, meta.kind == "transformer-ar");
   LoadOptions options;
   options.expected_kind = meta.kind;
+  options.weights = weights;
+  out.weights = chosen_weights(weights, meta);
   load_checkpoint(path, *out.model, options);
   out.model->to(device);
   out.model->eval();

@@ -3,7 +3,8 @@
 // a learned position embedding, a final LayerNorm and a head over the K image codes only.
 //
 // Vocabulary: codes 0..K-1, then one condition token per class (K + c) or one start token (K)
-// when unconditional, then the mask token (NAR).
+// when unconditional, then, for a class-conditional model trained with class dropout, the null
+// condition (K + C, class id C: classifier-free guidance), then the mask token (NAR).
 //   AR:  input [cond, s_1 .. s_{L-1}] (L positions), logits [B, L, K] predict s_1 .. s_L.
 //   NAR: input [cond, t_1 .. t_L] (L + 1 positions, some t_i = mask), logits [B, L, K] for t_1 .. t_L.
 #pragma once
@@ -19,6 +20,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "seqgan/checkpoint.h"
 #include "seqgan/config.h"
 
 namespace seqgan {
@@ -28,7 +30,9 @@ struct TokenSpace {
   int64_t codebook_size = 0;  // K
   int64_t length = 0;         // L = h * w tokens per image
   int64_t num_classes = 0;    // 0: unconditional
-  int64_t condition_tokens() const { return num_classes > 0 ? num_classes : 1; }
+  bool null_class = false;    // class-conditional with a null condition (class id num_classes)
+  int64_t condition_tokens() const { return num_classes > 0 ? num_classes + (null_class ? 1 : 0) : 1; }
+  int64_t null_class_id() const { return num_classes; }
   int64_t mask_token() const { return codebook_size + condition_tokens(); }
   int64_t vocab_size() const { return mask_token() + 1; }
 };
@@ -81,7 +85,8 @@ class TransformerImpl : public torch::nn::Module {
   KVCache start(const at::Tensor& cond, at::Tensor* logits);
   at::Tensor step(KVCache& cache, const at::Tensor& tokens);
 
-  // The condition token ids for class ids (or the start token when unconditional).
+  // The condition token ids for class ids (or the start token when unconditional); class id
+  // num_classes is the null condition where the model has one.
   at::Tensor condition_tokens(const at::Tensor& cond, int64_t batch, const torch::Device& device) const;
 
   bool causal() const { return causal_; }
@@ -114,8 +119,11 @@ struct LoadedTransformer {
   TokenSpace space;
   int64_t step = 0;
   std::vector<std::string> class_names;  // of the tokens it was trained on; empty when not recorded
+  std::string weights;                   // "ema" or "raw": which of the file's weights were loaded
 };
-LoadedTransformer load_transformer(const std::string& path, const torch::Device& device);
+// `weights`: the file's EMA or raw weights (automatic: the EMA ones when present).
+LoadedTransformer load_transformer(const std::string& path, const torch::Device& device,
+                                   WeightChoice weights = WeightChoice::automatic);
 std::string transformer_kind(bool causal);
 
 // Metadata keys that carry the token space.

@@ -27,6 +27,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/optim.h"
 #include "train/run.h"
+#include "train/ema.h"
 #include "transformer/sampling.h"
 #include "transformer/transformer.h"
 
@@ -353,6 +354,42 @@ int run_bench(const Args& args) {
     figs.push_back({"nar_sample", "img/s", "256 tokens, batch 16, " + std::to_string(config.sample.steps) + " steps", rate});
   }
 
+  // Classifier-free guidance: AR sampling whose null-condition rows share the batch and the
+  // key/value cache, against plain conditional sampling of the same images.
+  {
+    TokenSpace space = bench_space(1024, quick ? 64 : 256);
+    space.null_class = true;
+    Transformer m(config.transformer, space, true);
+    m->eval();
+    auto gen = make_generator(0);
+    const int64_t batch = 8;
+    const auto cond = at::arange(batch, at::kLong) % 10;
+    ArSampleOptions plain, guided;
+    guided.guidance.scale = 2.0;
+    const double images = static_cast<double>(batch);
+    const double p = best_rate([&] { sample_ar(*m, cond, batch, plain, gen); }, images, repeats, min_s);
+    const double g = best_rate([&] { sample_ar(*m, cond, batch, guided, gen); }, images, repeats, min_s);
+    const std::string what = "config transformer, " + std::to_string(space.length) + " tokens, batch 8";
+    figs.push_back({"ar_sample_b8_plain_" + preset, "img/s", what, p});
+    figs.push_back({"ar_sample_b8_guided_" + preset, "img/s", what + ", classifier-free guidance 2", g});
+    figs.push_back({"ar_guided_vs_plain", "", "time of guided / plain AR sampling (goal <= 2.1)", p / g, true});
+  }
+
+  // The exponential moving average of the weights: one update against a training step of the
+  // config's transformer (batch and tokens as transformer_train_PRESET above).
+  {
+    const TokenSpace space = bench_space(1024, 256);
+    Transformer m(config.transformer, space, true);
+    Ema ema(*m, 0.999);
+    const double updates = best_rate([&] { ema.update(); }, 1.0, repeats, min_s);
+    const auto& train_case = cases.back();  // transformer_train_PRESET, tokens/s
+    const int64_t small_batch = quick ? 4 : std::min<int64_t>(config.train_ar.batch_size, 32);
+    const double step_s = static_cast<double>(small_batch * space.length) / train_case.rate;
+    figs.push_back({"ema_update_" + preset, "updates/s", "config transformer, " + std::to_string(count_parameters(*m)) + " parameters", updates});
+    figs.push_back({"ema_update_vs_transformer_step", "", "EMA update time / transformer_train_" + preset + " step time (goal < 0.05)",
+                    1.0 / updates / step_s, true});
+  }
+
   // FID feature extraction with the configured evaluation network, when its weights exist.
   try {
     EvalNetwork net(config.eval, torch::kCPU);
@@ -374,6 +411,13 @@ int run_bench(const Args& args) {
     train = rc.rate;
     figs.push_back({rc.name, "img/s", "config tokenizer, batch " + std::to_string(batch), rc.rate});
     cases.push_back(rc);
+    // The EMA update of the whole tokenizer against this step (which leaves out the perceptual
+    // and GAN terms of real training: an upper bound on the EMA's share).
+    Tokenizer tok(config.tokenizer, config.quantizer, config.data.channels);
+    Ema ema(*tok, 0.999);
+    const double updates = best_rate([&] { ema.update(); }, 1.0, repeats, min_s);
+    figs.push_back({"ema_update_vs_tokenizer_step", "", "EMA update time / tokenizer_train_" + preset + " step time (goal < 0.05)",
+                    (1.0 / updates) / (static_cast<double>(batch) / rc.rate), true});
     Config paper64 = make_preset("paper");
     paper64.data.channels = 3;
     paper64.data.resolution = 64;

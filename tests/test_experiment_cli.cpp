@@ -105,10 +105,59 @@ TEST(ExperimentCli, CodebookArmsRunReportAndResume) {
   seqgan::test::remove_tree(dir);
 }
 
+// The guidance study on tiny models: every sample set (5 scales x 2 weights x 2 transformers,
+// and rejection at 50% and 25%) is drawn and measured, the report shows the grids, and a second
+// invocation trains and samples nothing.
+TEST(ExperimentCli, GuidanceSetsRunReportAndResume) {
+  const std::string dir = test::temp_dir("experiment-guidance");
+  for (const std::string role : {"loss", "eval"}) {
+    std::filesystem::create_directories(dir + "/classifiers/classifier-" + role);
+    std::filesystem::rename(test::stand_in_loss_network(dir), dir + "/classifiers/classifier-" + role + "/classifier.safetensors");
+  }
+  std::vector<std::string> args{"experiment", "guidance", "--out", dir, "--seeds", "3", "--train-images", "64",
+                                "--samples-per-class", "2", "--eval-images", "100", "--threads", "1"};
+  const auto tiny = tiny_settings();
+  args.insert(args.end(), tiny.begin(), tiny.end());
+  auto r = cli(args);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const std::string exp = dir + "/guidance";
+  const auto results = nlohmann::json::parse(slurp(exp + "/results.json"));
+  ASSERT_EQ(results.size(), 1u);
+  const auto& sets = results[0]["sets"];
+  ASSERT_EQ(sets.size(), 24u);
+  std::map<double, int> rejection;
+  for (const auto& x : sets) {
+    EXPECT_TRUE(std::isfinite(x["fid"].get<double>()) && x["fid"].get<double>() >= 0) << x;
+    EXPECT_GE(x["is"].get<double>(), 1.0 - 1e-9) << x;
+    EXPECT_EQ(x["samples"].get<int64_t>(), 20) << x;
+    const double f = x["accept_fraction"].get<double>();
+    EXPECT_DOUBLE_EQ(x["acceptance_rate"].get<double>(), f) << x;  // 20 of 40, 20 of 80
+    ++rejection[f];
+  }
+  EXPECT_EQ(rejection[1.0], 20);
+  EXPECT_EQ(rejection[0.5], 2);
+  EXPECT_EQ(rejection[0.25], 2);
+  // The models carry the null condition and the average; the guided sets say so in their plan.
+  const std::string run = exp + "/cfg/seed-3";
+  EXPECT_TRUE(nlohmann::json::parse(slurp(run + "/samples-ar-ema-g1-accept0.25/rejection.json"))["drawn"] == 80);
+  const std::string html = slurp(exp + "/report.html");
+  EXPECT_EQ(count(html, "data:image/png;base64,"), 8u);  // 4 grids per transformer
+  EXPECT_EQ(html.find("class='missing'"), std::string::npos);
+  const std::string md = slurp(exp + "/results.md");
+  EXPECT_NE(md.find("## AR against the guidance scale"), std::string::npos);
+  EXPECT_NE(md.find("| NAR | 0.25 | 0.250 |"), std::string::npos) << md;
+
+  r = cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count(r.out, "finished before, skipped"), 1u + 4u + 24u + 1u) << r.out;  // statistics, training, sets, evaluation
+  EXPECT_EQ(nlohmann::json::parse(slurp(exp + "/results.json")), results);
+  seqgan::test::remove_tree(dir);
+}
+
 TEST(ExperimentCli, UnknownExperimentAndBadSeedsAreUsageErrors) {
   auto r = cli({"experiment", "alpha", "--out", "/nonexistent"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("alpha-sweep, decoder, codebook or perceptual-layers"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("alpha-sweep, decoder, codebook, perceptual-layers or guidance"), std::string::npos) << r.err;
   r = cli({"experiment", "decoder", "--seeds", "1,x", "--out", "/nonexistent"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("'x' is not an integer"), std::string::npos) << r.err;

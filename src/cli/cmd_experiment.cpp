@@ -24,6 +24,7 @@
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
 #include "report/experiment_report.h"
+#include "report/guidance_report.h"
 #include "report/html.h"
 #include "seqgan/error.h"
 #include "seqgan/runtime.h"
@@ -48,6 +49,15 @@ const std::vector<std::string> kBudget{
 // The one-phase baseline of the paper's ablations (Tables 1, 5, 6): L_low alone (alpha = 0),
 // entropy-regularised codebook, no attention.
 const std::vector<std::string> kBaseline{"perceptual.alpha=0"};
+
+// The budget of an experiment: kBudget, and for guidance an EMA of the transformers (class
+// dropout, 0.1, is the preset's). The warm-up of the decay (see train/ema.h) lets 0.99 average
+// about the last 100 of the 200 steps. The user's --set come after and may change any of it.
+std::vector<std::string> budget_of(const std::string& name) {
+  std::vector<std::string> b = kBudget;
+  if (name == "guidance") b.insert(b.end(), {"train_ar.ema_decay=0.99", "train_nar.ema_decay=0.99"});
+  return b;
+}
 
 Config config_of(const std::vector<std::string>& args, const std::string& preset) {
   Command c;
@@ -98,7 +108,10 @@ std::vector<report::ExperimentArm> arms_of(const std::string& name, const Config
             A{"sem", "L_sem: relu5_3 + logit", {"perceptual.alpha=1"}, 5},
             A{"E", "E: logit alone", taps("logit"), 6}};
   }
-  throw UsageError("unknown experiment '" + name + "': alpha-sweep, decoder, codebook or perceptual-layers");
+  if (name == "guidance")
+    // One model pair per seed (class dropout and the EMA are in the experiment's budget).
+    return {A{"cfg", "class dropout and EMA", {}, 0}};
+  throw UsageError("unknown experiment '" + name + "': alpha-sweep, decoder, codebook, perceptual-layers or guidance");
 }
 
 std::vector<int64_t> parse_seeds(const std::string& text) {
@@ -174,23 +187,55 @@ void evaluate_run(const std::string& run, const std::string& stats_path, const s
   write_text_atomic(run + "/result.json", r.dump(2) + "\n");
 }
 
+// FID, IS and acceptance of every sample set of a guidance run into RUN/result.json.
+void evaluate_guidance_run(const std::string& run, const std::string& stats_path, const std::vector<std::string>& args,
+                           const std::string& preset, const report::ExperimentArm& arm, int64_t seed) {
+  const Config config = config_of(args, preset);
+  const auto device = to_device(resolve_device(config.device));
+  EvalNetwork net(config.eval, device);
+  const FeatureStats test_stats = load_feature_stats(stats_path);
+  json sets = json::array();
+  for (const auto& set : report::guidance_sets()) {
+    const std::string dir = run + "/" + set.folder();
+    const ImageSource gen = open_image_source(dir + "/images", config.data);
+    const FeatureSet f = extract_features(net, gen, -1, config.eval.batch_size, "features (" + set.folder() + ")");
+    const json rejection = report::read_json_file(dir + "/rejection.json");
+    sets.push_back({{"kind", set.kind},
+                    {"weights", set.weights},
+                    {"guidance", set.guidance},
+                    {"accept_fraction", set.accept_fraction},
+                    {"acceptance_rate", rejection.value("acceptance_rate", 1.0)},
+                    {"fid", frechet_distance(test_stats, feature_stats(net, f, gen.name))},
+                    {"is", inception_score(f.logits, config.eval.is_splits).mean},
+                    {"samples", f.features.size(0)}});
+  }
+  json r{{"arm", arm.name}, {"label", arm.label}, {"seed", seed}, {"feature_network", net.name()}, {"sets", sets}};
+  for (const std::string kind : {"ar", "nar"}) r[kind + "_val_loss"] = last_value(run + "/" + kind + "/metrics.jsonl", "val", "loss");
+  write_text_atomic(run + "/result.json", r.dump(2) + "\n");
+}
+
 int run_experiment(const Args& args) {
   const std::string name = args.positionals().at(0);
   const auto seeds = parse_seeds(args.get("--seeds"));
   const std::string out = args.get("--out"), preset = args.get("--preset");
   std::vector<std::string> base_sets;  // the settings every run shares: the budget, then the user's
-  for (const auto& s : kBudget) base_sets.insert(base_sets.end(), {"--set", s});
+  const auto budget = budget_of(name);
+  for (const auto& s : budget) base_sets.insert(base_sets.end(), {"--set", s});
   for (const auto& s : args.all("--set")) base_sets.insert(base_sets.end(), {"--set", s});
   const auto arms = arms_of(name, config_of(base_sets, preset));
   const std::string exp = out + "/" + name;
   const std::string classifiers = args.get("--classifiers").empty() ? out + "/classifiers" : args.get("--classifiers");
   const int64_t eval_images = args.get_int("--eval-images");
   if (eval_images < 100) throw UsageError("--eval-images must be at least 100");
-  report::ExperimentInfo info{name, exp, preset, arms, kBudget, {}, args.get("--train-images"), args.get("--samples-per-class"),
+  report::ExperimentInfo info{name, exp, preset, arms, budget, {}, args.get("--train-images"), args.get("--samples-per-class"),
                               eval_images};
   for (const auto& s : args.all("--set")) info.settings.push_back(s);
+  const bool guidance = name == "guidance";
+  const auto write_report = [&] {
+    return guidance ? report::write_guidance_report(info) : report::write_experiment_report(info);
+  };
   if (args.flag("--report-only")) {
-    std::cout << "wrote " << report::write_experiment_report(info) << "\n";
+    std::cout << "wrote " << write_report() << "\n";
     return 0;
   }
   set_threads(static_cast<int>(args.get_int("--threads")));
@@ -247,6 +292,25 @@ int run_experiment(const Args& args) {
           r.stage(kind + " transformer", {r.resumable({"train-transformer", "--kind", kind, "--tokens", run + "/tokens-train.safetensors",
                                                        "--val-tokens", run + "/tokens-test.safetensors", "--out", run + "/" + kind},
                                                       run + "/" + kind)});
+        if (guidance) {
+          // A stage per sample set; rejection scores with the perceptual-loss classifier, so that
+          // the network that picks the samples is not the one that measures them.
+          for (const auto& set : report::guidance_sets()) {
+            std::ostringstream g, f;
+            g << set.guidance;
+            f << set.accept_fraction;
+            r.stage(set.folder(), {{"sample", "--model", run + "/" + set.kind + "/transformer.safetensors", "--tokenizer", tok,
+                                    "--weights", set.weights, "--per-class", args.get("--samples-per-class"), "--batch-size",
+                                    "250", "--grid-columns", "12", "--seed", std::to_string(seed), "--set",
+                                    "sample.guidance=" + g.str(), "--set", "sample.accept_fraction=" + f.str(),
+                                    "--classifier", classifiers + "/classifier-loss/classifier.safetensors", "--out",
+                                    run + "/" + set.folder()}});
+          }
+          r.stage("evaluation", {}, {"(in-process) FID and IS of every sample set"},
+                  [&] { evaluate_guidance_run(run, stats, run_args, preset, arm, seed); });
+          write_report();
+          continue;
+        }
         std::vector<std::vector<std::string>> sampling;
         for (const std::string kind : {"ar", "nar"})
           sampling.push_back({"sample", "--model", run + "/" + kind + "/transformer.safetensors", "--tokenizer", tok, "--per-class",
@@ -257,14 +321,14 @@ int run_experiment(const Args& args) {
                                    "--out", run + "/visualization.png", "--json", run + "/visualization.json"}});
         r.stage("evaluation", {}, {"(in-process) rFID, PSNR, usage on " + std::to_string(eval_images) + " test images; FID and IS of the samples"},
                 [&] { evaluate_run(run, stats, run_args, preset, eval_images, arm, seed); });
-        report::write_experiment_report(info);
+        write_report();
       }
     }
   } catch (const StageRunner::Interrupted& e) {
     std::cout << job << ": interrupted; run the same command again to resume\n";
     return e.exit_code();
   }
-  const std::string report = report::write_experiment_report(info);
+  const std::string report = write_report();
   std::cout << job << ": done; open " << report << " (tables also in " << exp << "/results.md)\n";
   return 0;
 }
@@ -274,11 +338,12 @@ int run_experiment(const Args& args) {
 Command experiment_command() {
   Command c;
   c.info.name = "experiment";
-  c.info.brief = "Reproduce the paper's ablations at small scale: alpha-sweep, decoder, codebook, perceptual-layers";
+  c.info.brief = "Studies at small scale: the paper's alpha-sweep, decoder, codebook, perceptual-layers; guidance";
   c.info.summary =
       "Reproduce the paper's observations at small scale: NAME is alpha-sweep (Fig. 6: alpha in {0, .25, .5, .75, 1}),\n"
       "decoder (Table 1: baseline, +Conv x2, +Attention x2), codebook (Table 5: no regulariser, factorised L2-normalised\n"
-      "codes, k-means, entropy regulariser) or perceptual-layers (Table 6: the tap sets). Each arm and seed trains a\n"
+      "codes, k-means, entropy regulariser), perceptual-layers (Table 6: the tap sets) or guidance (classifier-free\n"
+      "guidance scales, EMA and raw weights, rejection sampling: the FID/IS trade-off). Each arm and seed trains a\n"
       "tokenizer, AR and NAR transformers at one budget (6 to 9 minutes per run on a CPU core with fmnist) and is\n"
       "evaluated; DIR/NAME/report.html and results.md hold the tables, curves and figures. Interrupted, it resumes\n"
       "when run again; seeds can run in parallel processes (--seeds 1 and --seeds 2, --threads 1 each).";

@@ -273,4 +273,23 @@ Series read_series(const std::string& metrics_path, const std::string& kind, con
   return s;
 }
 
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? NAN : s / static_cast<double>(v.size());
+}
+double stddev(const std::vector<double>& v) {  // sample standard deviation
+  if (v.size() < 2) return NAN;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+std::string mean_sd(const std::vector<double>& v, int digits, const std::string& pm) {
+  if (v.empty()) return "-";
+  std::string s = fixed(mean(v), digits);
+  if (v.size() > 1) s += " " + pm + " " + fixed(stddev(v), digits);
+  return s;
+}
+
 }  // namespace seqgan::report

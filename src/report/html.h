@@ -41,6 +41,12 @@ std::string line_chart(const std::string& title, const std::vector<Series>& seri
 std::string bar_chart(const std::string& title, const std::vector<double>& values, const std::string& x_label,
                       const std::string& y_label, int width = 520, int height = 300);
 
+// Mean and sample standard deviation (NaN for too few values); "m +- sd" with `pm` as the sign,
+// "m" for one value, "-" for none.
+double mean(const std::vector<double>& values);
+double stddev(const std::vector<double>& values);
+std::string mean_sd(const std::vector<double>& values, int digits, const std::string& pm);
+
 // Reads "x"/"y" keys of the lines of a metrics.jsonl whose "kind" is `kind` (missing file: empty).
 Series read_series(const std::string& metrics_path, const std::string& kind, const std::string& key,
                    const std::string& name);

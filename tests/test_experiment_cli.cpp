@@ -10,6 +10,7 @@
 
 #include "remove_tree.h"
 #include "cli_capture.h"
+#include "seqgan/checkpoint.h"
 #include "seqgan/cli.h"
 #include "tiny.h"
 
@@ -50,15 +51,19 @@ std::vector<std::string> tiny_settings() {
   return args;
 }
 
-}  // namespace
-
-TEST(ExperimentCli, CodebookArmsRunReportAndResume) {
-  const std::string dir = test::temp_dir("experiment");
-  // Stand-in loss and evaluation networks where the experiment looks for its classifiers.
+// Stand-in loss and evaluation networks where an experiment in DIR looks for its classifiers.
+void stand_in_classifiers(const std::string& dir) {
   for (const std::string role : {"loss", "eval"}) {
     std::filesystem::create_directories(dir + "/classifiers/classifier-" + role);
     std::filesystem::rename(test::stand_in_loss_network(dir), dir + "/classifiers/classifier-" + role + "/classifier.safetensors");
   }
+}
+
+}  // namespace
+
+TEST(ExperimentCli, CodebookArmsRunReportAndResume) {
+  const std::string dir = test::temp_dir("experiment");
+  stand_in_classifiers(dir);
   std::vector<std::string> args{"experiment", "codebook", "--out", dir, "--seeds", "3", "--train-images", "64",
                                 "--samples-per-class", "2", "--eval-images", "100", "--threads", "1"};
   const auto tiny = tiny_settings();
@@ -110,10 +115,7 @@ TEST(ExperimentCli, CodebookArmsRunReportAndResume) {
 // invocation trains and samples nothing.
 TEST(ExperimentCli, GuidanceSetsRunReportAndResume) {
   const std::string dir = test::temp_dir("experiment-guidance");
-  for (const std::string role : {"loss", "eval"}) {
-    std::filesystem::create_directories(dir + "/classifiers/classifier-" + role);
-    std::filesystem::rename(test::stand_in_loss_network(dir), dir + "/classifiers/classifier-" + role + "/classifier.safetensors");
-  }
+  stand_in_classifiers(dir);
   std::vector<std::string> args{"experiment", "guidance", "--out", dir, "--seeds", "3", "--train-images", "64",
                                 "--samples-per-class", "2", "--eval-images", "100", "--threads", "1"};
   const auto tiny = tiny_settings();
@@ -137,9 +139,14 @@ TEST(ExperimentCli, GuidanceSetsRunReportAndResume) {
   EXPECT_EQ(rejection[1.0], 20);
   EXPECT_EQ(rejection[0.5], 2);
   EXPECT_EQ(rejection[0.25], 2);
-  // The models carry the null condition and the average; the guided sets say so in their plan.
+  // The models carry the null condition and the average; rejection drew 4 times the count.
   const std::string run = exp + "/cfg/seed-3";
-  EXPECT_TRUE(nlohmann::json::parse(slurp(run + "/samples-ar-ema-g1-accept0.25/rejection.json"))["drawn"] == 80);
+  for (const std::string kind : {"ar", "nar"}) {
+    const auto meta = read_checkpoint_meta(run + "/" + kind + "/transformer.safetensors");
+    EXPECT_EQ(meta.extra.count("null_class"), 1u) << kind;
+    EXPECT_EQ(meta.extra.count("ema_decay"), 1u) << kind;
+  }
+  EXPECT_EQ(nlohmann::json::parse(slurp(run + "/samples-ar-ema-g1-accept0.25/rejection.json"))["drawn"], 80);
   const std::string html = slurp(exp + "/report.html");
   EXPECT_EQ(count(html, "data:image/png;base64,"), 8u);  // 4 grids per transformer
   EXPECT_EQ(html.find("class='missing'"), std::string::npos);

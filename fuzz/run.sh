@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 build="${SEQGAN_FUZZ_BUILD:-build-fuzz}"
-targets=(${SEQGAN_FUZZ_TARGETS:-fuzz_config fuzz_idx fuzz_image fuzz_labels fuzz_metrics fuzz_safetensors fuzz_tar})
-corpus_of() { case "$1" in fuzz_config) echo config ;; fuzz_idx) echo idx ;; fuzz_tar) echo tar ;; fuzz_image) echo image ;; fuzz_metrics) echo metrics ;; fuzz_labels) echo labels ;; *) echo safetensors ;; esac; }
+targets=(${SEQGAN_FUZZ_TARGETS:-fuzz_config fuzz_idx fuzz_image fuzz_labels fuzz_metrics fuzz_npz fuzz_safetensors fuzz_tar})
+corpus_of() { case "$1" in fuzz_config) echo config ;; fuzz_idx) echo idx ;; fuzz_tar) echo tar ;; fuzz_image) echo image ;; fuzz_metrics) echo metrics ;; fuzz_labels) echo labels ;; fuzz_npz) echo npz ;; *) echo safetensors ;; esac; }
 pids=()
 for t in "${targets[@]}"; do
   c=$(corpus_of "$t")

@@ -64,13 +64,7 @@ class Literal {
       } else {
         fail(str("unexpected or repeated key '", key, "' (an .npy header holds descr, fortran_order and shape)"));
       }
-      skip();
-      if (peek() == ',') {
-        ++i_;
-        continue;
-      }
-      expect('}');
-      break;
+      if (!another('}')) break;
     }
     skip();
     if (i_ != s_.size()) fail("text after the header dict");
@@ -86,6 +80,17 @@ class Literal {
     while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t')) ++i_;
   }
   char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
+  // After an item of a dict or tuple: a comma (true: another item may follow) or the closing
+  // bracket (false).
+  bool another(char close) {
+    skip();
+    if (peek() == ',') {
+      ++i_;
+      return true;
+    }
+    expect(close);
+    return false;
+  }
   void expect(char c) {
     skip();
     if (peek() != c) fail(str("expected '", c, "' at byte ", i_));
@@ -131,13 +136,7 @@ class Literal {
       }
       if (peek() == 'L') ++i_;  // Python 2's long suffix
       out.push_back(static_cast<int64_t>(v));
-      skip();
-      if (peek() == ',') {
-        ++i_;
-        continue;
-      }
-      expect(')');
-      break;
+      if (!another(')')) break;
     }
     return out;
   }

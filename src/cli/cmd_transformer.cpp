@@ -230,11 +230,15 @@ int run_sample(const Args& args) {
   if (!rejection.active()) {
     all = draw(cond);
   } else {
+    // Every draw is decoded once, to be scored; the kept ones' images are taken from those.
     auto scorer = open_class_scorer(args, cli, ts, device);
+    std::vector<at::Tensor> decoded;
     const auto r = rejection_sample(cond, rejection, draw, [&](const at::Tensor& codes, const std::vector<int64_t>& ids) {
-      return scorer.score(decode(codes), ids);
+      decoded.push_back(decode(codes));
+      return scorer.score(decoded.back(), ids);
     });
     all = r.codes;
+    images = at::cat(decoded).index_select(0, r.drawn_index);
     std::cout << std::fixed << std::setprecision(1) << "rejection sampling [" << scorer.name << "]: kept " << total
               << " of " << r.drawn << " draws (acceptance rate " << 100 * r.acceptance_rate() << "%"
               << (r.filled > 0 ? str(", ", r.filled, " below the threshold kept to fill classes") : std::string()) << ")"
@@ -250,7 +254,7 @@ int run_sample(const Args& args) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   all = all.view({total, h, h});
-  images = decode(all);
+  if (!images.defined()) images = decode(all);
 
   const std::string out = args.get("--out");
   std::filesystem::create_directories(output.file("images"));

@@ -222,7 +222,7 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& modul
   safetensors::TensorMap chosen;
   const bool ema = has_ema && options.weights != WeightChoice::raw;
   for (auto& [k, v] : file) {
-    const bool is_ema = has_ema && k.compare(0, prefix.size(), prefix) == 0;
+    const bool is_ema = has_ema && starts_with(k, prefix);
     if (is_ema == ema) chosen.emplace(ema ? k.substr(prefix.size()) : k, std::move(v));
   }
   load_state_dict(module, chosen, options, path);

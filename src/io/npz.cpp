@@ -239,6 +239,15 @@ struct FileCloser {
 
 std::string zip_error_text(zip_error_t* e) { return zip_error_strerror(e); }
 
+// The text of a libzip error code (zip_open's).
+std::string zip_code_text(int code) {
+  zip_error_t error;
+  zip_error_init_with_code(&error, code);
+  std::string text = zip_error_text(&error);
+  zip_error_fini(&error);
+  return text;
+}
+
 std::map<std::string, at::Tensor> read_archive(zip_t* z, const std::string& source) {
   std::map<std::string, at::Tensor> out;
   const zip_int64_t n = zip_get_num_entries(z, 0);
@@ -370,11 +379,7 @@ std::map<std::string, at::Tensor> load(const std::string& path) {
   int code = 0;
   zip_t* raw = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &code);
   if (!raw) {
-    zip_error_t error;
-    zip_error_init_with_code(&error, code);
-    const std::string why = zip_error_text(&error);
-    zip_error_fini(&error);
-    throw Error(str("cannot read '", path, "' as an .npz (zip) archive: ", why),
+    throw Error(str("cannot read '", path, "' as an .npz (zip) archive: ", zip_code_text(code)),
                 code == ZIP_ER_NOZIP ? "a file cut short (an interrupted download) looks like this too; fetch it again, or " +
                                            std::string(kFormatHint)
                                      : std::string(kFormatHint));
@@ -388,13 +393,7 @@ void save(const std::string& path, const std::map<std::string, at::Tensor>& arra
   std::remove(tmp.c_str());
   int code = 0;
   zip_t* z = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_EXCL, &code);
-  if (!z) {
-    zip_error_t error;
-    zip_error_init_with_code(&error, code);
-    const std::string why = zip_error_text(&error);
-    zip_error_fini(&error);
-    throw Error(str("cannot create '", tmp, "': ", why), "check that the folder exists and is writable");
-  }
+  if (!z) throw Error(str("cannot create '", tmp, "': ", zip_code_text(code)), "check that the folder exists and is writable");
   std::vector<std::string> members;  // kept alive until zip_close reads them
   members.reserve(arrays.size());
   try {

@@ -74,6 +74,9 @@ RejectionResult rejection_sample(const std::vector<int64_t>& classes, const Reje
           passed[ids[i]].push_back(first + i);
     }
     const auto all = at::cat(scores);
+    std::vector<bool> taken(static_cast<size_t>(total), false);
+    for (const auto& [c, k] : passed)
+      for (const int64_t i : k) taken[static_cast<size_t>(i)] = true;
     for (const int64_t c : order) {
       auto& k = passed[c];
       r.accepted += static_cast<int64_t>(k.size());
@@ -81,7 +84,7 @@ RejectionResult rejection_sample(const std::vector<int64_t>& classes, const Reje
       if (missing > 0) {
         std::vector<int64_t> rest;
         for (int64_t i = 0; i < total; ++i)
-          if (drawn_class[i] == c && std::find(k.begin(), k.end(), i) == k.end()) rest.push_back(i);
+          if (drawn_class[i] == c && !taken[static_cast<size_t>(i)]) rest.push_back(i);
         const auto fill = best_scored(all, rest, missing);
         k.insert(k.end(), fill.begin(), fill.end());
         r.filled += static_cast<int64_t>(fill.size());
@@ -110,9 +113,9 @@ RejectionResult rejection_sample(const std::vector<int64_t>& classes, const Reje
   std::map<int64_t, size_t> next;
   std::vector<int64_t> pick;
   for (const int64_t c : classes) pick.push_back(kept[c].at(next[c]++));
-  const auto index = at::tensor(pick, at::kLong);
-  r.codes = all_codes.index_select(0, index.to(all_codes.device()));
-  r.scores = all_scores.index_select(0, index);
+  r.drawn_index = at::tensor(pick, at::kLong);
+  r.codes = all_codes.index_select(0, r.drawn_index.to(all_codes.device()));
+  r.scores = all_scores.index_select(0, r.drawn_index);
   return r;
 }
 

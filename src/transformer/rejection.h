@@ -26,6 +26,7 @@ struct RejectionOptions {
 struct RejectionResult {
   at::Tensor codes;   // [N, ...] the kept samples, in the order of the requested classes
   at::Tensor scores;  // [N] their scores
+  at::Tensor drawn_index;  // [N] int64: where each kept sample is among all draws, in draw order
   int64_t drawn = 0;     // samples drawn
   int64_t accepted = 0;  // samples the rule accepted (fraction: N; threshold: those >= p, at most N)
   int64_t filled = 0;    // threshold rule: rejects kept to reach the count

@@ -4,7 +4,7 @@
 #include <benchmark/benchmark.h>
 #include <torch/cuda.h>
 
-#include "eval/inception.h"
+#include "features/inception.h"
 #include "seqgan/runtime.h"
 
 namespace {

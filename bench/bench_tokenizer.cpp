@@ -5,7 +5,7 @@
 #include "core/autocast.h"
 #include "losses/discriminator.h"
 #include "losses/perceptual.h"
-#include "losses/vgg16.h"
+#include "features/vgg16.h"
 
 #include "seqgan/config.h"
 #include "seqgan/runtime.h"

@@ -7,7 +7,7 @@
 # Dependencies the machine lacks may be given as Debian .deb files in .gpu-deps/, made on a Debian
 # 12 machine with
 #   apt-get download nlohmann-json3-dev libstb-dev libjpeg62-turbo-dev libjpeg62-turbo libwebp-dev \
-#     libwebp7 libwebpdemux2 libwebpmux3 liblmdb-dev liblmdb0 libzip-dev libzip4
+#     libwebp7 libwebpdemux2 libwebpmux3 liblmdb-dev liblmdb0 libzip-dev libzip4 libssl-dev
 # (header-only nlohmann-json and stb; the image decoders, liblmdb and libzip with their shared
 # libraries).
 # They are unpacked into build-gpu/deps with `dpkg -x`, nothing is installed; the build and the

@@ -9,9 +9,9 @@ packages=(
   libtorch-dev libopenblas0-pthread libgloo-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev zlib1g-dev libstb-dev nlohmann-json3-dev
-  libjpeg62-turbo-dev libwebp-dev liblmdb-dev libzip-dev
+  libjpeg62-turbo-dev libwebp-dev liblmdb-dev libzip-dev libssl-dev
   dataset-fashion-mnist
-  python3 python3-numpy python3-scipy python3-torch python3-torchvision python3-pil python3-lmdb
+  python3 python3-numpy python3-scipy python3-torch python3-torchvision python3-pil python3-lmdb python3-skimage
   chromium fonts-dejavu-core
 )
 

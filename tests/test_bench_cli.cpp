@@ -44,7 +44,8 @@ TEST(BenchCli, JsonListsEveryFigure) {
         "tokenizer_train_vs_python_fmnist", "transformer_train_vs_python", "transformer_train_vs_python_fmnist",
         "tokenizer_train_paper64_python_max_diff", "tokenizer_train_fmnist_python_max_diff",
         "transformer_train_python_max_diff", "transformer_train_fmnist_python_max_diff", "loader_256",
-        "loader_256_per_core", "loader_256_python", "loader_256_vs_python"})
+        "loader_256_per_core", "loader_256_python", "loader_256_vs_python", "adm_inception_256_cpu", "adm_pr_pairs_cpu",
+        "adm_gaussian_fit_cpu", "adm_frechet_cpu", "adm_eval_50k_projected_cpu"})
     EXPECT_TRUE(names.count(n)) << "missing " << n << " in\n" << out;
   for (const auto& f : j) {
     if (f["name"] == "ar_kv_speedup_b1" || f["name"] == "tokenizer_train_vs_python_fmnist") {

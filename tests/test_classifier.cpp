@@ -8,7 +8,7 @@
 #include <random>
 
 #include "remove_tree.h"
-#include "eval/classifier.h"
+#include "features/classifier.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 #include "seqgan/log.h"

@@ -5,7 +5,7 @@
 
 #include <torch/cuda.h>
 
-#include "eval/inception.h"
+#include "features/inception.h"
 #include "nn/attention.h"
 #include "seqgan/data.h"
 #include "tiny.h"

@@ -5,8 +5,8 @@
 
 #include <cstdlib>
 
-#include "eval/classifier.h"
-#include "eval/inception.h"
+#include "features/classifier.h"
+#include "features/inception.h"
 #include "python_fixtures.h"
 #include "seqgan/error.h"
 #include "seqgan/safetensors.h"
@@ -33,12 +33,34 @@ TEST(Inception, MatchesTorchvisionWithPytorchFidPooling) {
   const auto expected = safetensors::load(dir + "/expected.safetensors").tensors;
   torch::NoGradGuard ng;
   for (const std::string c : {"rgb64x80", "grey32", "rgb299"}) {
-    const auto out = net->taps(expected.at(c + ".input"), {"features", "logit"});
+    const auto out = net->taps(expected.at(c + ".input"), {"features", "logit", "spatial"});
     EXPECT_EQ(out.at("features").size(1), InceptionV3Fid::kFeatures);
     EXPECT_EQ(out.at("logit").size(1), InceptionV3Fid::kNumClasses);
+    EXPECT_EQ(out.at("spatial").size(1), InceptionV3Fid::kSpatialFeatures);
     test::expect_close(out.at("features"), expected.at(c + ".features"), c + ".features");
     test::expect_close(out.at("logit"), expected.at(c + ".logit"), c + ".logit");
+    test::expect_close(out.at("spatial"), expected.at(c + ".spatial"), c + ".spatial");
+    // The spatial tap alone stops at Mixed_6d and gives the same values.
+    test::expect_close(net->taps(expected.at(c + ".input"), {"spatial"}).at("spatial"), expected.at(c + ".spatial"),
+                       c + ".spatial alone");
   }
+}
+
+TEST(Inception, AdmResizeMatchesTensorflowLegacyBilinear) {
+  const std::string dir = fixture_dir();
+  ASSERT_FALSE(dir.empty());
+  torch::set_num_threads(2);
+  const auto net = std::dynamic_pointer_cast<InceptionV3Fid>(load_feature_network("inception", dir + "/inception.safetensors"));
+  ASSERT_TRUE(net);
+  net->set_resize(InceptionV3Fid::Resize::kAdm);
+  const auto expected = safetensors::load(dir + "/expected.safetensors").tensors;
+  torch::NoGradGuard ng;
+  for (const std::string c : {"rgb64x80", "grey32", "rgb299"}) {
+    const auto out = net->taps(expected.at(c + ".input"), {"features"});
+    test::expect_close(out.at("features"), expected.at(c + ".adm_features"), c + ".adm_features");
+  }
+  // The two resizes differ, so the test above can tell them apart.
+  EXPECT_GT((expected.at("rgb64x80.adm_features") - expected.at("rgb64x80.features")).abs().max().item<double>(), 1e-3);
 }
 
 TEST(Inception, LoadingIsStrict) {

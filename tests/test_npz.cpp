@@ -31,8 +31,9 @@ std::string error_of(const std::string& path) {
 void expect_same(const at::Tensor& got, const at::Tensor& want, const std::string& name) {
   EXPECT_EQ(got.scalar_type(), want.scalar_type()) << name;
   EXPECT_EQ(got.sizes(), want.sizes()) << name;
-  if (got.scalar_type() == want.scalar_type() && got.sizes() == want.sizes())
+  if (got.scalar_type() == want.scalar_type() && got.sizes() == want.sizes()) {
     EXPECT_TRUE(at::equal(got, want)) << name << "\n" << got << "\n" << want;
+  }
 }
 
 }  // namespace

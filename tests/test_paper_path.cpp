@@ -65,7 +65,7 @@ TEST_F(PaperPath, TheCommandLinesDataSettingsApplyToATrainedTokenizer) {
   const auto e = test::run_cli_captured({"evaluate", "psnr", "--tokenizer", tok, "--set", "data.dataset=image-folder", "--set",
                                          "data.root=" + dir + "/other", "--set", "data.val_root=" + dir + "/other", "--threads", "2"});
   ASSERT_EQ(e.code, 0) << e.err;
-  EXPECT_TRUE(contains(e.out, "measured on 5 images")) << e.out;
+  EXPECT_TRUE(contains(e.out, "images: 5 of data:test")) << e.out;
   // What the model fixes cannot change.
   const auto bad = test::run_cli_captured({"tokenize", "--tokenizer", tok, "--set", "data.resolution=32", "--out", dir + "/x.safetensors"});
   EXPECT_EQ(bad.code, 2);

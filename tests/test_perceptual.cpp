@@ -8,7 +8,7 @@
 #include <functional>
 
 #include "remove_tree.h"
-#include "eval/classifier.h"
+#include "features/classifier.h"
 #include "losses/perceptual.h"
 #include "seqgan/error.h"
 

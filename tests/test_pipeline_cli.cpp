@@ -8,7 +8,11 @@
 #include "cli_capture.h"
 #include "seqgan/cli.h"
 #include "tiny.h"
-#include "eval/classifier.h"
+#include "features/classifier.h"
+#include "io/npz.h"
+#include "python_fixtures.h"
+#include "seqgan/image.h"
+#include "seqgan/safetensors.h"
 #include "tokenizer/tokens.h"
 #include "train/tokenizer_trainer.h"
 
@@ -40,6 +44,20 @@ class Pipeline : public ::testing::Test {
     return {"--threads", "2", "--set", "transformer.layers=1", "--set", "transformer.width=32", "--set",
             "transformer.heads=2", "--set", "transformer.mlp=64", "--set", t + ".iterations=3", "--set",
             t + ".batch_size=8", "--set", t + ".val_fraction=0.25", "--set", t + ".log_every=1"};
+  }
+  // An evaluation network of another architecture than the loss network, with random weights:
+  // tests of the commands, not of the numbers.
+  static std::string eval_network() {
+    const std::string path = *dir + "/eval-net.safetensors";
+    if (!std::filesystem::exists(path)) {
+      ClassifierArch arch;
+      arch.kind = "resnet";
+      arch.width = 4;
+      arch.resolution = 16;
+      torch::manual_seed(7);
+      save_classifier(path, Classifier(arch), "{}", {{"role", "eval"}});
+    }
+    return path;
   }
   static std::string* dir;
 };
@@ -75,10 +93,36 @@ TEST_F(Pipeline, TokenizeTrainSampleVisualize) {
     EXPECT_EQ(sampled.indices.sizes(), (std::vector<int64_t>{4, 8, 8}));
     // The same seed gives the same tokens.
     r = cli({"sample", "--model", run + "/transformer.safetensors", "--tokenizer", tokenizer(), "--classes", "0,3",
-             "--per-class", "2", "--out", out + "-again", "--threads", "2", "--seed", "5"});
+             "--per-class", "2", "--out", out + "-again", "--threads", "2", "--seed", "5", "--npz"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_TRUE(at::equal(load_tokens(out + "-again/tokens.safetensors").indices, sampled.indices)) << kind;
+    // --npz: ADM's sample batch holds the same pixels as the PNGs (grey repeated to RGB) and the labels.
+    const auto batch = npz::load(out + "-again/samples.npz");
+    ASSERT_TRUE(batch.count("arr_0") && batch.count("arr_1"));
+    EXPECT_EQ(batch.at("arr_0").sizes(), (std::vector<int64_t>{4, 16, 16, 3}));
+    EXPECT_TRUE(at::equal(batch.at("arr_1"), at::tensor({0, 0, 3, 3}, at::kLong)));
+    const Image png = read_image(out + "-again/images/000003.png", 1);
+    const at::Tensor grey = at::from_blob(const_cast<uint8_t*>(png.pixels.data()), {16, 16}, at::kByte);
+    for (int c = 0; c < 3; ++c) EXPECT_TRUE(at::equal(batch.at("arr_0")[3].select(2, c), grey)) << kind << " channel " << c;
+    EXPECT_FALSE(std::filesystem::exists(out + "/samples.npz"));  // only when asked
   }
+
+  // The tokenizer metrics in one command, on a folder of images (the AR samples).
+  const std::vector<std::string> net{"--threads", "2", "--set", "data.resolution=16", "--set",
+                                     "eval.feature_network=classifier", "--set", "eval.feature_weights=" + eval_network()};
+  r = cli(std::vector<std::string>{"evaluate", "tokenizer", "--tokenizer", tokenizer(), "--images", *dir + "/samples-ar/images",
+           "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 4);
+  for (const char* k : {"psnr_db", "ssim", "rfid", "codebook_usage", "perplexity"}) EXPECT_TRUE(j[k].is_number()) << k << r.out;
+  EXPECT_TRUE(j["lpips"].is_null()) << r.out;  // no eval.lpips_weights
+  EXPECT_LE(j["ssim"].get<double>(), 1.0);
+  r = cli(std::vector<std::string>{"evaluate", "tokenizer", "--tokenizer", tokenizer(), "--count", "8"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* part : {"rFID: ", "PSNR: ", "SSIM: ", "LPIPS: not measured", "codebook usage: ", "weights sha256:",
+                           "images: 8 of data:test"})
+    EXPECT_TRUE(contains(r.out, part)) << part << "\n" << r.out;
 
   r = cli({"visualize", "--model", *dir + "/ar/transformer.safetensors", "--tokenizer", tokenizer(), "--count", "16",
            "--show", "2", "--out", *dir + "/vis.png", "--threads", "2"});
@@ -159,7 +203,8 @@ TEST_F(Pipeline, EvaluateNamesItsNetwork) {
 
   r = cli(std::vector<std::string>{"evaluate", "is", "--gen", "data:test", "--count", "20", "--splits", "2"} + net);
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_TRUE(contains(r.out, "IS [classifier resnet")) << r.out;
+  EXPECT_TRUE(contains(r.out, "IS: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "network: classifier resnet")) << r.out;
 
   // The perceptual-loss network is refused as the evaluation network.
   save_classifier(*dir + "/loss-role.safetensors", Classifier(arch), "{}", {{"role", "loss"}});
@@ -175,4 +220,131 @@ TEST_F(Pipeline, EvaluateNamesItsNetwork) {
   r = cli(std::vector<std::string>{"evaluate", "fidd"} + net);
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(contains(r.err, "unknown metric")) << r.err;
+}
+
+namespace {
+
+// The SHA-256 of a file as coreutils' sha256sum prints it.
+std::string sha256sum(const std::string& path) {
+  const std::string out = path + ".sha256";
+  EXPECT_EQ(std::system(("sha256sum '" + path + "' > '" + out + "'").c_str()), 0);
+  return test::read_file_text(out).substr(0, 64);
+}
+
+}  // namespace
+
+TEST_F(Pipeline, AdmEvaluationNamesWhatItMeasured) {
+  ClassifierArch arch;
+  arch.kind = "resnet";
+  arch.width = 4;
+  arch.resolution = 16;
+  torch::manual_seed(7);
+  const std::string weights = *dir + "/adm-eval-net.safetensors";
+  save_classifier(weights, Classifier(arch), "{}", {{"role", "eval"}});
+  const std::vector<std::string> net{"--threads", "2", "--set", "data.resolution=16", "--set",
+                                     "eval.feature_network=classifier", "--set", "eval.feature_weights=" + weights};
+  // A reference batch in ADM's layout, and a sample batch of other images.
+  const std::string ref = *dir + "/ref.npz", gen = *dir + "/gen.npz";
+  auto r = cli(std::vector<std::string>{"fid-stats", "data:test", "--count", "30", "--out", ref} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto arrays = npz::load(ref);
+  for (const char* k : {"mu", "sigma", "mu_s", "sigma_s", "arr_0", "seqgan_provenance"}) EXPECT_TRUE(arrays.count(k)) << k;
+  EXPECT_EQ(arrays.at("arr_0").sizes(), (std::vector<int64_t>{30, 16, 16, 3}));
+  EXPECT_EQ(arrays.at("arr_0").scalar_type(), at::kByte);
+  EXPECT_EQ(arrays.at("mu").size(0), 32);  // the classifier's pooled features: 8 x width
+  EXPECT_EQ(arrays.at("mu_s").size(0), 7 * 4 * 4);  // relu3_3 of 16 px images: 7 channels of 4x4
+  r = cli(std::vector<std::string>{"fid-stats", "data:train", "--count", "30", "--out", gen} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", gen, "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["fid"].get<double>(), 0.0);
+  EXPECT_GT(j["sfid"].get<double>(), 0.0);
+  for (const char* k : {"precision", "recall"}) EXPECT_TRUE(j[k].get<double>() >= 0 && j[k].get<double>() <= 1) << k;
+  EXPECT_GE(j["inception_score"].get<double>(), 1.0);
+  EXPECT_EQ(j["network_sha256"], sha256sum(weights));
+  EXPECT_EQ(j["ref"]["file_sha256"], sha256sum(ref));
+  EXPECT_EQ(j["ref"]["count"], 30);
+  EXPECT_TRUE(contains(j["network"].get<std::string>(), "classifier resnet")) << r.out;
+  EXPECT_TRUE(j["warnings"].empty()) << r.out;
+
+  // The reference against itself: distances 0, every feature inside the other set's balls.
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", ref, "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["fid"].get<double>(), 0.0, 1e-6);
+  EXPECT_NEAR(j["sfid"].get<double>(), 0.0, 1e-6);
+  EXPECT_EQ(j["precision"], 1.0);
+  EXPECT_EQ(j["recall"], 1.0);
+
+  // The text names the network, its hash, both sources and their preprocessing.
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", "data:train", "--count", "30"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* part : {"Inception Score:", "FID:", "sFID:", "Precision:", "Recall:", "network: classifier resnet",
+                           "weights sha256:", "ref: ", "gen: data:train", "preprocessing: as stored"})
+    EXPECT_TRUE(contains(r.out, part)) << part << "\n" << r.out;
+  // The reference's images went in as stored; the split's were padded/resized: a warning says so.
+  EXPECT_TRUE(contains(r.err, "the images were prepared differently")) << r.err;
+
+  // Stand-alone metrics on stored statistics and features.
+  r = cli(std::vector<std::string>{"evaluate", "sfid", "--ref", ref, "--gen", gen, "--json"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["frechet_distance"].get<double>(), 0.0);
+
+  // Bad batches: clear errors naming the array and the fix.
+  npz::save(*dir + "/float.npz", {{"arr_0", at::rand({2, 8, 8, 3})}}, false);
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/float.npz"} + net);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "arr_0 holds Float values; ADM batches hold uint8 images")) << r.err;
+  npz::save(*dir + "/five.npz", {{"arr_0", at::zeros({2, 8, 8, 5}, at::kByte)}}, false);
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/five.npz"} + net);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "expected images [N, H, W, 3]")) << r.err;
+  npz::save(*dir + "/empty.npz", {{"labels", at::zeros({2}, at::kLong)}}, false);
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/empty.npz"} + net);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "holds neither arr_0 images nor `features` (members: labels)")) << r.err;
+  // A safetensors file that is not seqgan's statistics says what it lacks, not "train a classifier".
+  r = cli(std::vector<std::string>{"evaluate", "fid", "--ref", weights, "--gen", gen} + net);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "is a safetensors file but not seqgan feature statistics: its metadata says kind 'classifier'"))
+      << r.err;
+  EXPECT_FALSE(contains(r.err, "train-classifier")) << r.err;
+}
+
+TEST_F(Pipeline, PairedMetricsAndFeatureFilesMatchPythonReferences) {
+  const std::string fx =
+      test::python_fixture_dir("adm-metrics", {"adm_metric_fixtures.py", "weights_io.py"});
+  ASSERT_FALSE(fx.empty());
+  const auto t = safetensors::load(fx + "/expected.safetensors").tensors;
+  // Precision and recall of feature files (np.savez) need no network at all.
+  auto r = cli({"evaluate", "pr", "--ref", fx + "/features.npz", "--gen", fx + "/samples.npz", "--json", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["precision"].get<double>(), t.at("pr.precision").item<double>());
+  EXPECT_DOUBLE_EQ(j["recall"].get<double>(), t.at("pr.recall").item<double>());
+  // FID of the same feature files against numpy's fit.
+  r = cli({"evaluate", "fid", "--ref", fx + "/features.npz", "--gen", fx + "/samples.npz", "--json", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["frechet_distance"].get<double>(), 0.0);
+  EXPECT_TRUE(contains(r.err, "does not name its feature network")) << r.err;
+
+  // Paired SSIM and PSNR of PNG folders (pairs 1 and 2 of the grey images).
+  r = cli({"evaluate", "ssim", "--ref", fx + "/pairs/ref", "--gen", fx + "/pairs/gen", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 2);
+  EXPECT_NEAR(j["ssim"].get<double>(), t.at("ssim.grey").slice(0, 1).mean().item<double>(), 1e-10);
+  r = cli({"evaluate", "psnr", "--ref", fx + "/pairs/ref", "--gen", fx + "/pairs/gen", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["psnr"].get<double>(), t.at("psnr.grey").slice(0, 1).mean().item<double>(), 1e-4);
+  // A generated folder without one of the reference's files is refused by name.
+  const std::string partial = *dir + "/partial";
+  std::filesystem::create_directories(partial);
+  std::filesystem::copy_file(fx + "/pairs/gen/1.png", partial + "/1.png", std::filesystem::copy_options::overwrite_existing);
+  r = cli({"evaluate", "ssim", "--ref", fx + "/pairs/ref", "--gen", partial});
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "lacks 1 of the 2 images")) << r.err;
+  EXPECT_TRUE(contains(r.err, "2.png")) << r.err;
 }

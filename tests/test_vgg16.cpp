@@ -17,7 +17,7 @@
 #include "python_fixtures.h"
 #include "remove_tree.h"
 #include "losses/perceptual.h"
-#include "losses/vgg16.h"
+#include "features/vgg16.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 #include "seqgan/safetensors.h"

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "remove_tree.h"
-#include "eval/classifier.h"
+#include "features/classifier.h"
 #include "seqgan/config.h"
 #include "seqgan/safetensors.h"
 #include "tokenizer/tokens.h"

@@ -11,7 +11,11 @@ max pool in Mixed_7c's pool branch. The input is resized bilinearly to 299 (alig
 
 Writes into OUTDIR:
   inception.safetensors  the state dict, through tools/convert_inception.py (tests the converter);
-  expected.safetensors   per case <case>.input, <case>.features [B, 2048], <case>.logit [B, 1008]:
+  expected.safetensors   per case <case>.input, <case>.features [B, 2048], <case>.logit [B, 1008],
+                         <case>.spatial [B, 2023] (sFID's tap: Mixed_6d.branch1x1's first 7 channels,
+                         17x17, flattened channels-last), and <case>.adm_features: the pool features
+                         when the input is brought to 299 as ADM's TensorFlow graph does it (TF1
+                         legacy bilinear: output o samples input o * in / out; pixels (u - 128) / 128):
                            rgb64x80  [2, 3, 64, 80]  (resized up, non-square)
                            grey32    [2, 1, 32, 32]  (grey repeated to three channels)
                            rgb299    [1, 3, 299, 299] (no resize)
@@ -80,18 +84,40 @@ def fid_inception(seed=0):
     return model.eval()
 
 
-def features_and_logits(model, x):
+def tf1_resize(x, size):
+    """TensorFlow 1's resize_bilinear(align_corners=False) without half-pixel centres, by gathers."""
+    def axis(n_in):
+        src = torch.arange(size, dtype=torch.float64) * (n_in / size)
+        top = src.floor().long().clamp(max=n_in - 1)
+        bottom = (top + 1).clamp(max=n_in - 1)
+        return top, bottom, (src - top.double()).float()
+    t, b, ly = axis(x.shape[2])
+    left, right, lx = axis(x.shape[3])
+    rows = x[:, :, t] * (1 - ly)[:, None] + x[:, :, b] * ly[:, None]
+    return rows[..., left] * (1 - lx) + rows[..., right] * lx
+
+
+def features_and_logits(model, x, adm=False):
     if x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
-    if x.shape[2:] != (299, 299):
+    if adm:
+        u = (x + 1) * 127.5
+        if x.shape[2:] != (299, 299):
+            u = tf1_resize(u, 299)
+        x = (u - 128) / 128
+    elif x.shape[2:] != (299, 299):
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
     m = model
+    spatial = []
+    hook = m.Mixed_6d.branch1x1.register_forward_hook(
+        lambda mod, inp, out: spatial.append(out[:, :7].permute(0, 2, 3, 1).reshape(out.shape[0], -1)))
     for layer in (m.Conv2d_1a_3x3, m.Conv2d_2a_3x3, m.Conv2d_2b_3x3, m.maxpool1, m.Conv2d_3b_1x1, m.Conv2d_4a_3x3,
                   m.maxpool2, m.Mixed_5b, m.Mixed_5c, m.Mixed_5d, m.Mixed_6a, m.Mixed_6b, m.Mixed_6c, m.Mixed_6d,
                   m.Mixed_6e, m.Mixed_7a, m.Mixed_7b, m.Mixed_7c):
         x = layer(x)
+    hook.remove()
     pooled = m.avgpool(x).flatten(1)
-    return pooled, m.fc(pooled)
+    return pooled, m.fc(pooled), spatial[0]
 
 
 def main():
@@ -108,10 +134,12 @@ def main():
     with torch.no_grad():
         for case, shape in cases.items():
             x = torch.rand(shape, generator=gen) * 2 - 1
-            f, logit = features_and_logits(model, x)
+            f, logit, spatial = features_and_logits(model, x)
             expected[f"{case}.input"] = x
             expected[f"{case}.features"] = f
             expected[f"{case}.logit"] = logit
+            expected[f"{case}.spatial"] = spatial
+            expected[f"{case}.adm_features"] = features_and_logits(model, x, adm=True)[0]
     write_safetensors(os.path.join(out, "expected.safetensors"), expected)
 
 

@@ -178,6 +178,8 @@ struct EvalConfig {
   int batch_size = 100;
   int64_t num_samples = 50000;
   int is_splits = 10;
+  std::string inception_resize = "pytorch-fid";  // pytorch-fid | adm: how the InceptionV3 reaches 299x299
+  std::string lpips_weights;  // LPIPS (VGG, v0.1) weights from tools/convert_lpips.py; empty: no LPIPS
 };
 
 // The whole resolved configuration of a run; written into the run directory and checkpoints.

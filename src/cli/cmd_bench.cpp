@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "eval/evaluate.h"
+#include "features/inception.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/data.h"
 #include "seqgan/error.h"
@@ -399,6 +400,45 @@ int run_bench(const Args& args) {
                     best_rate([&] { net.run(x); }, static_cast<double>(batch), repeats, min_s)});
   } catch (const std::exception& e) {
     std::cerr << "bench: fid_features skipped: " << e.what() << "\n";
+  }
+
+  // ADM's evaluation of 50,000 samples against a 10,000-image reference batch, projected from
+  // shorter runs of its parts: the InceptionV3 on 256x256 images (ADM's resize; random weights,
+  // which cost the same), the Gaussian fits and Frechet distances (2048 and 2023 dimensions),
+  // and precision/recall, whose cost is the number of feature pairs it measures:
+  // 10k^2 + 50k^2 (the radii) + 10k * 50k (the cross check).
+  {
+    const auto device = to_device(resolve_device(config.device));
+    InceptionV3Fid inception;
+    inception.set_resize(InceptionV3Fid::Resize::kAdm);
+    inception.freeze();
+    inception.to(device);
+    const int64_t batch = quick ? 2 : (device.is_cuda() ? 100 : 8);
+    const auto x = (at::rand({batch, 3, 256, 256}) * 2 - 1).to(device);
+    const double images = best_rate(
+        [&] {
+          torch::NoGradGuard ng;
+          auto out = inception.taps(x, {"spatial", "features"});
+          if (device.is_cuda()) out.at("features").cpu();
+        },
+        static_cast<double>(batch), repeats, min_s);
+    const int64_t n = quick ? 300 : 2000;
+    const auto ref = at::randn({n, 2048}), gen = at::randn({n, 2048});
+    const double pairs = best_rate([&] { precision_recall(ref, gen); }, 3.0 * static_cast<double>(n * n), repeats, min_s);
+    const int64_t fit_n = quick ? 500 : 5000;
+    const auto f = at::randn({fit_n, 2048}, at::kDouble);
+    const double fits = best_rate([&] { fit_gaussian(f); }, static_cast<double>(fit_n), repeats, min_s);
+    const FeatureStats a = fit_gaussian(f), b = fit_gaussian(f + 0.1);
+    const double distances = best_rate([&] { frechet_distance(a.mu, a.sigma, b.mu, b.sigma); }, 1.0, 1, min_s);
+    const double total_pairs = 1e8 + 2.5e9 + 5e8;
+    // Images through the network; pool and spatial fits of both sides; FID and sFID.
+    const double projected = 60000.0 / images + 2 * 60000.0 / fits + total_pairs / pairs + 2.0 / distances;
+    const std::string on = device.is_cuda() ? "cuda" : "cpu";
+    figs.push_back({"adm_inception_256_" + on, "img/s", "InceptionV3 (ADM resize) on 256x256, batch " + std::to_string(batch), images});
+    figs.push_back({"adm_pr_pairs_cpu", "pairs/s", "precision/recall distance pairs, 2048 dims, " + std::to_string(n) + " per side", pairs});
+    figs.push_back({"adm_gaussian_fit_cpu", "rows/s", "mean and covariance of 2048-dim features", fits});
+    figs.push_back({"adm_frechet_cpu", "distances/s", "Frechet distance of 2048-dim statistics", distances});
+    figs.push_back({"adm_eval_50k_projected_" + on, "s", "evaluate adm: 50k samples vs a 10k reference batch (projected)", projected});
   }
 
   // Tokenizer: a training step (L1 + VQ + entropy terms, Adam) at the config's size and for the

@@ -43,20 +43,22 @@ void evaluate_demo(const std::string& dir, const std::vector<std::string>& commo
   const auto device = to_device(resolve_device(config.device));
   EvalNetwork net(config.eval, device);
   const int64_t batch = config.eval.batch_size;
-  json m{{"feature_network", net.name()}, {"feature_weights", net.weights()}, {"tokenizers", json::array()},
-         {"generation", json::array()}};
   const ImageSource test = open_image_source("data:test", config.data);
+  json m{{"feature_network", net.name()}, {"feature_weights", net.weights()}, {"feature_weights_sha256", net.weights_sha256()},
+         {"resize", net.resize()}, {"spatial_tap", net.spatial()}, {"preprocess", test.preprocess},
+         {"tokenizers", json::array()}, {"generation", json::array()}};
   // The test images go through the network once: their statistics serve the rFIDs, the FIDs
   // and the floor, their logits the test set's IS.
   const FeatureSet test_features = extract_features(net, test, -1, batch, "features (test)");
-  const FeatureStats test_stats = feature_stats(net, test_features, test.name);
+  const FeatureStats test_stats = feature_stats(net, test_features, test.name, test.preprocess);
+  const FeatureStats test_spatial = feature_stats(net, test_features, test.name, test.preprocess, /*spatial=*/true);
   save_feature_stats(d("test-stats.safetensors"), test_stats);
   for (const auto& [name, run] : std::vector<std::pair<std::string, std::string>>{{"phase 1", "tokenizer-phase1"},
                                                                                   {"phase 2", "tokenizer-phase2"}}) {
     auto tok = load_tokenizer(d(run + "/tokenizer.safetensors"), device);
     const TokenizerScores s = score_tokenizer(tok.model, test, -1, batch, &net, &test_stats);
     m["tokenizers"].push_back({{"name", name}, {"path", d(run + "/tokenizer.safetensors")}, {"rfid", s.rfid},
-                               {"psnr_db", s.psnr}, {"codebook_usage", s.usage}, {"codes_used", s.codes_used},
+                               {"psnr_db", s.psnr}, {"ssim", s.ssim}, {"codebook_usage", s.usage}, {"codes_used", s.codes_used},
                                {"codebook_size", s.histogram.size(0)}, {"perplexity", s.perplexity}, {"count", s.count}});
     if (name == "phase 2") {
       std::vector<int64_t> hist(s.histogram.data_ptr<int64_t>(), s.histogram.data_ptr<int64_t>() + s.histogram.size(0));
@@ -69,15 +71,21 @@ void evaluate_demo(const std::string& dir, const std::vector<std::string>& commo
     const ImageSource gen = open_image_source(d(folder), config.data);
     const FeatureSet f = extract_features(net, gen, -1, batch, "features (" + name + ")");
     const InceptionScore is = inception_score(f.logits, splits);
+    const PrecisionRecall pr = precision_recall(test_features.features, f.features);
     m["generation"].push_back({{"name", name}, {"fid", frechet_distance(test_stats, feature_stats(net, f, gen.name))},
+                               {"sfid", frechet_distance(test_spatial, feature_stats(net, f, gen.name, "", true))},
+                               {"precision", pr.precision}, {"recall", pr.recall},
                                {"is", is.mean}, {"is_std", is.std}, {"count", f.features.size(0)}});
   }
   // The floor: as many real training images as the test set holds, and the test set's own IS.
   const ImageSource train = open_image_source("data:train", config.data);
   const FeatureSet train_features = extract_features(net, train, test.data->size(), batch, "features (train)");
   const InceptionScore test_is = inception_score(test_features.logits, splits);
+  const PrecisionRecall floor_pr = precision_recall(test_features.features, train_features.features);
   m["generation"].push_back({{"name", "real: train vs test (floor)"},
                              {"fid", frechet_distance(test_stats, feature_stats(net, train_features, train.name))},
+                             {"sfid", frechet_distance(test_spatial, feature_stats(net, train_features, train.name, "", true))},
+                             {"precision", floor_pr.precision}, {"recall", floor_pr.recall},
                              {"is", test_is.mean}, {"is_std", test_is.std}, {"count", train_features.features.size(0)}});
   write_text_atomic(d("metrics.json"), m.dump(2));
   std::cout << m.dump(2) << "\n";
@@ -127,9 +135,9 @@ int run_demo(const Args& args) {
                                   "--val-tokens", t("tokens-test.safetensors"), "--out", t(kind)},
                                  t(kind))});
     demo.stage("samples", {{"sample", "--model", t("ar/transformer.safetensors"), "--tokenizer", tok, "--per-class",
-                            per_class, "--batch-size", "250", "--grid-columns", "12", "--out", t("samples-ar")},
+                            per_class, "--batch-size", "250", "--grid-columns", "12", "--npz", "--out", t("samples-ar")},
                            {"sample", "--model", t("nar/transformer.safetensors"), "--tokenizer", tok, "--per-class",
-                            per_class, "--batch-size", "250", "--grid-columns", "12", "--out", t("samples-nar")}});
+                            per_class, "--batch-size", "250", "--grid-columns", "12", "--npz", "--out", t("samples-nar")}});
     demo.stage("visualisation and reconstructions",
                {{"visualize", "--model", t("ar/transformer.safetensors"), "--tokenizer", tok, "--out", t("visualization.png")},
                 {"reconstruct", "--tokenizer", t("tokenizer-phase1/tokenizer.safetensors"), "--tokenizer", tok, "--show",

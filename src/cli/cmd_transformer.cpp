@@ -9,7 +9,8 @@
 
 #include "cli/cli.h"
 #include "cli/signals.h"
-#include "eval/classifier.h"
+#include "features/classifier.h"
+#include "io/npz.h"
 #include "seqgan/error.h"
 #include "seqgan/image.h"
 #include "seqgan/log.h"
@@ -281,6 +282,15 @@ int run_sample(const Args& args) {
     fig.add_row(images.narrow(0, row.first, std::min(row.n, columns)), caption);
   }
   fig.write_png(output.file("grid.png"));
+  if (args.flag("--npz")) {
+    // ADM's sample batch: arr_0 uint8 [N, H, W, 3] (grey repeated), arr_1 the class labels.
+    at::Tensor pixels = images.detach().to(at::kCPU, at::kFloat).nan_to_num(-1.0).clamp(-1.0, 1.0).add(1.0).mul(127.5).round()
+                            .to(at::kByte).permute({0, 2, 3, 1});
+    if (pixels.size(3) == 1) pixels = pixels.expand({-1, -1, -1, 3});
+    std::map<std::string, at::Tensor> arrays{{"arr_0", pixels.contiguous()}};
+    if (ts.num_classes > 0) arrays["arr_1"] = at::tensor(cond, at::kLong);
+    npz::save(output.file("samples.npz"), arrays, /*compressed=*/false);
+  }
   TokenFile file;
   file.indices = all;
   file.labels = ts.num_classes > 0 ? at::tensor(cond, at::kLong) : at::full({total}, -1, at::kLong);
@@ -293,7 +303,7 @@ int run_sample(const Args& args) {
   std::cout << "sampled " << total << " images (" << (tr.model->causal() ? "AR" : "NAR") << ", " << std::fixed
             << std::setprecision(1) << static_cast<double>(total) / secs << " img/s, "
             << static_cast<double>(total * ts.length) / secs << " tokens/s) -> " << out
-            << "/grid.png, images/, tokens.safetensors\n";
+            << "/grid.png, images/, tokens.safetensors" << (args.flag("--npz") ? ", samples.npz" : "") << "\n";
   return 0;
 }
 
@@ -407,6 +417,7 @@ Command sample_command() {
   c.option("--seed", "N", "0", "random seed (the same seed gives the same images)");
   c.option("--classifier", "FILE", "", "rejection sampling: the classifier that scores p(class) (default: eval.feature_weights)");
   c.option("--out", "DIR", "samples", "output directory");
+  c.flag("--npz", "also write samples.npz, an ADM sample batch (arr_0 uint8 [N, H, W, 3], arr_1 labels) for `evaluate adm`");
   c.run = run_sample;
   return c;
 }

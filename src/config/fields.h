@@ -191,6 +191,10 @@ void visit_fields(C& c, V&& v) {
   v("eval.batch_size", e.batch_size, "images per forward pass", positive);
   v("eval.num_samples", e.num_samples, "samples for generation metrics", positive);
   v("eval.is_splits", e.is_splits, "Inception Score splits", range(1, 1000));
+  v("eval.inception_resize", e.inception_resize,
+    "how InceptionV3 inputs reach 299x299: pytorch-fid (torch bilinear) or adm (TF1 bilinear, as ADM's evaluator)",
+    one_of({"pytorch-fid", "adm"}));
+  v("eval.lpips_weights", e.lpips_weights, "LPIPS weights from tools/convert_lpips.py (evaluate lpips|tokenizer)", none);
 }
 
 }  // namespace seqgan::config_detail

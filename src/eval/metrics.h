@@ -21,6 +21,8 @@ struct FeatureStats {
   std::string weights;  // the network's weight file, as given
   std::string resize;   // how images were brought to the network's input size
   std::string source;   // the images the statistics describe
+  std::string weights_sha256;  // SHA-256 of the weight file ("" when unknown)
+  std::string preprocess;      // how the source's images were prepared before the network
 };
 
 // Mean and covariance of features [N, D] (N >= 2), computed in float64.
@@ -53,5 +55,31 @@ struct InceptionScore {
 // samples are first put in a fixed pseudo-random order (seed 0): files written class by class
 // (as `seqgan sample` writes them) would otherwise give splits of a single class each.
 InceptionScore inception_score(const at::Tensor& logits, int splits = 10, bool shuffle = true);
+
+// The same score the way ADM's evaluator computes it: consecutive parts of `split_size` samples
+// in file order (the last one may be shorter; 50,000 samples make 10 parts), the mean over the
+// parts, and their population standard deviation.
+InceptionScore inception_score_parts(const at::Tensor& logits, int64_t split_size = 5000);
+
+// Improved precision and recall (Kynkaanniemi et al. 2019) as ADM's evaluator computes them:
+// squared Euclidean distances max(|u|^2 - 2 u.v + |v|^2, 0) in float32, computed in blocks of
+// row_batch x col_batch; the radius of each feature is the squared distance to its k-th nearest
+// neighbour in its own set (the set itself included, so position k of the sorted row, which
+// begins with the zero distance to itself). Precision: the fraction of generated features
+// within the radius of some reference feature; recall: the fraction of reference features
+// within the radius of some generated feature (distance <= radius).
+struct ManifoldOptions {
+  int k = 3;
+  int64_t row_batch = 10000;
+  int64_t col_batch = 10000;
+};
+struct PrecisionRecall {
+  double precision = 0;
+  double recall = 0;
+};
+// [N] float32 radii of the features [N, D] (N > k).
+at::Tensor manifold_radii(const at::Tensor& features, const ManifoldOptions& options = {});
+PrecisionRecall precision_recall(const at::Tensor& reference, const at::Tensor& generated,
+                                 const ManifoldOptions& options = {});
 
 }  // namespace seqgan

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "losses/feature_net.h"
+#include "features/feature_net.h"
 #include "seqgan/config.h"
 
 namespace seqgan {

@@ -36,26 +36,37 @@ std::string write_demo_report(const std::string& dir) {
        "NAR (MaskGIT) transformers on its tokens.</p>";
 
   // Metrics.
-  h << "<h2>Metrics</h2><p class='note'>Every FID, rFID and IS below uses the feature network <b>" << escape(network)
-    << "</b> (<code>" << escape(metrics.value("feature_weights", std::string())) << "</code>), a classifier trained "
-       "on the data set's labels, not the perceptual-loss network and not InceptionV3: the numbers compare runs of "
-       "this data set, not papers.</p>";
-  h << "<table><tr><th>tokenizer</th><th>rFID [" << escape(network) << "]</th><th>PSNR</th><th>codebook usage</th>"
+  h << "<h2>Metrics</h2><p class='note'>Every FID, sFID, precision/recall, rFID and IS below uses the feature "
+       "network <b>" << escape(network)
+    << "</b> (<code>" << escape(metrics.value("feature_weights", std::string())) << "</code>"
+    << (metrics.contains("feature_weights_sha256")
+            ? ", sha256 <code>" + escape(metrics["feature_weights_sha256"].get<std::string>().substr(0, 12)) + "</code>"
+            : std::string())
+    << "), a classifier trained on the data set's labels, not the perceptual-loss network and not InceptionV3: the "
+       "numbers compare runs of this data set, not papers.";
+  if (metrics.contains("preprocess"))
+    h << " Test images: " << escape(metrics.value("preprocess", std::string())) << "; samples as written; the network "
+      << "resizes " << escape(metrics.value("resize", std::string())) << "; sFID taps "
+      << escape(metrics.value("spatial_tap", std::string())) << "; precision and recall with k = 3 against the test set.";
+  h << "</p>";
+  h << "<table><tr><th>tokenizer</th><th>rFID [" << escape(network) << "]</th><th>PSNR</th><th>SSIM</th><th>codebook usage</th>"
        "<th>perplexity</th><th>images</th></tr>";
   for (const auto& t : metrics.value("tokenizers", json::array()))
     h << "<tr><td>" << escape(t.value("name", std::string())) << "</td><td class='n'>" << cell(t, "rfid", 3)
-      << "</td><td class='n'>" << cell(t, "psnr_db", 2, " dB") << "</td><td class='n'>"
+      << "</td><td class='n'>" << cell(t, "psnr_db", 2, " dB") << "</td><td class='n'>" << cell(t, "ssim", 4)
+      << "</td><td class='n'>"
       << (t.contains("codebook_usage") ? fixed(100 * t["codebook_usage"].get<double>(), 1) + "% (" +
                                              std::to_string(t.value("codes_used", 0)) + " of " +
                                              std::to_string(t.value("codebook_size", 0)) + ")"
                                        : "&ndash;")
       << "</td><td class='n'>" << cell(t, "perplexity", 1) << "</td><td class='n'>" << t.value("count", 0) << "</td></tr>";
   h << "</table>";
-  h << "<table><tr><th>images</th><th>FID vs test set [" << escape(network) << "]</th><th>IS [" << escape(network)
-    << "]</th><th>images</th></tr>";
+  h << "<table><tr><th>images</th><th>FID vs test set [" << escape(network) << "]</th><th>sFID</th><th>precision</th>"
+       "<th>recall</th><th>IS [" << escape(network) << "]</th><th>images</th></tr>";
   for (const auto& g : metrics.value("generation", json::array()))
     h << "<tr><td>" << escape(g.value("name", std::string())) << "</td><td class='n'>" << cell(g, "fid", 3)
-      << "</td><td class='n'>" << cell(g, "is", 3) << (g.contains("is_std") ? " &plusmn; " + fixed(g["is_std"].get<double>(), 3) : "")
+      << "</td><td class='n'>" << cell(g, "sfid", 3) << "</td><td class='n'>" << cell(g, "precision", 3)
+      << "</td><td class='n'>" << cell(g, "recall", 3) << "</td><td class='n'>" << cell(g, "is", 3) << (g.contains("is_std") ? " &plusmn; " + fixed(g["is_std"].get<double>(), 3) : "")
       << "</td><td class='n'>" << g.value("count", 0) << "</td></tr>";
   h << "</table><p class='note'>The last row is the floor: real training images against the test set (FID) and the "
        "test images themselves (IS).</p>";

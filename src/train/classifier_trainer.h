@@ -1,4 +1,4 @@
-// Trains the small classifiers of eval/classifier.h on a labelled data set (`seqgan
+// Trains the small classifiers of features/classifier.h on a labelled data set (`seqgan
 // train-classifier`): the perceptual-loss network and the evaluation feature network of data sets
 // without public pretrained weights (SPEC section 5).
 #pragma once
@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "eval/classifier.h"
+#include "features/classifier.h"
 #include "seqgan/data.h"
 
 namespace seqgan {

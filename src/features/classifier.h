@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "losses/feature_net.h"
+#include "features/feature_net.h"
 
 namespace seqgan {
 
@@ -46,6 +46,8 @@ class Classifier : public FeatureNetwork {
 
   // Class logits [B, num_classes].
   at::Tensor forward(const at::Tensor& x);
+  // The logit head alone: pooled features [B, 8 width] -> logits [B, num_classes].
+  at::Tensor classify(const at::Tensor& features) { return head_(features); }
 
   const ClassifierArch& arch() const { return arch_; }
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "losses/feature_net.h"
+#include "features/feature_net.h"
 
 namespace seqgan {
 
@@ -21,20 +21,35 @@ class InceptionV3Fid : public FeatureNetwork {
   static constexpr int kNumClasses = 1008;
   static constexpr int kFeatures = 2048;
   static constexpr int kResize = 299;
+  static constexpr int kSpatialChannels = 7;
+  static constexpr int kSpatialFeatures = kSpatialChannels * 17 * 17;  // 2023
+
+  // How images reach 299x299: pytorch-fid's way (the default), or the way of ADM's evaluator,
+  // whose TensorFlow graph resizes with TF1's legacy bilinear and maps pixels u to (u - 128) / 128.
+  enum class Resize { kPytorchFid, kAdm };
+  static std::string resize_description(Resize resize);
 
   // Weights are torch's default initialisation: load real ones before use (load_feature_network).
   InceptionV3Fid();
 
-  // Taps: "features" ([B, 2048], the global average pool FID uses) and "logit" ([B, 1008], the
-  // classifier IS uses). x: [B, 1|3, H, W] in [-1, 1]; grey is repeated to three channels.
+  // Taps: "spatial" ([B, 2023]: the first 7 channels of Mixed_6d's 1x1 branch, TF's
+  // mixed_6/conv, 17x17 flattened channels-last as ADM's sFID takes them), "features" ([B, 2048],
+  // the global average pool FID uses) and "logit" ([B, 1008], the classifier IS uses).
+  // x: [B, 1|3, H, W] in [-1, 1]; grey is repeated to three channels.
   std::map<std::string, at::Tensor> taps(const at::Tensor& x, const std::vector<std::string>& names) override;
-  std::vector<std::string> tap_names() const override { return {"features", "logit"}; }
+  std::vector<std::string> tap_names() const override { return {"spatial", "features", "logit"}; }
   std::string description() const override { return "inception-v3 (pytorch-fid)"; }
+
+  void set_resize(Resize resize) { resize_ = resize; }
+  Resize resize() const { return resize_; }
+  // The logit layer's weight [1008, 2048]: ADM's IS applies it without the bias.
+  at::Tensor fc_weight() const;
 
  private:
   std::vector<std::shared_ptr<torch::nn::Module>> stem_;    // the seven stem convolutions
   std::vector<std::shared_ptr<torch::nn::Module>> mixed_;   // Mixed_5b ... Mixed_7c
   torch::nn::Linear fc_{nullptr};
+  Resize resize_ = Resize::kPytorchFid;
 };
 
 }  // namespace seqgan

@@ -6,9 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "losses/feature_net.h"
+#include "features/feature_net.h"
 
 namespace seqgan {
+
+// torchvision's vgg16().features: 13 (Conv2d 3x3, ReLU) with a 2x2 max-pool after each of the
+// five stages, indices 0..30.
+torch::nn::Sequential vgg16_features();
 
 class Vgg16 : public FeatureNetwork {
  public:

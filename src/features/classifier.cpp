@@ -1,5 +1,5 @@
 // The two small classifier architectures and their checkpoints; see classifier.h.
-#include "eval/classifier.h"
+#include "features/classifier.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,10 @@
 // The FID InceptionV3 (see inception.h). Module and parameter names are torchvision's, so the
 // converted pytorch-fid state dict loads by name; the parity test compares features and logits
 // with torchvision's Inception3 adapted the same way.
-#include "eval/inception.h"
+#include "features/inception.h"
+
+#include <algorithm>
+#include <cmath>
 
 #include "seqgan/error.h"
 
@@ -131,9 +134,11 @@ class MixedImpl : public nn::Module {
     return x;
   }
 
+ // One branch's output alone.
+  at::Tensor b(const std::string& name, const at::Tensor& x) { return branches_.at(name)->forward(x); }
+
  private:
   void add(const std::string& name, BasicConv m) { branches_[name] = register_module(name, m); }
-  at::Tensor b(const std::string& name, const at::Tensor& x) { return branches_.at(name)->forward(x); }
 
   Kind kind_;
   std::map<std::string, std::shared_ptr<BasicConvImpl>> branches_;
@@ -157,6 +162,36 @@ InceptionV3Fid::InceptionV3Fid() {
   fc_ = register_module("fc", nn::Linear(kFeatures, kNumClasses));
 }
 
+// TensorFlow 1's legacy bilinear resize (align_corners = false, no half-pixel centres), which the
+// InceptionV3 graph of ADM's evaluator applies: output pixel o samples the input at o * in / out,
+// between floor() and the next pixel (clamped at the edge). As an [out, in] matrix.
+namespace {
+
+at::Tensor tf1_resize_matrix(int64_t in, int64_t out, const at::TensorOptions& options) {
+  at::Tensor m = at::zeros({out, in}, at::kDouble);
+  auto a = m.accessor<double, 2>();
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  for (int64_t o = 0; o < out; ++o) {
+    const double src = static_cast<double>(o) * scale;
+    const int64_t top = std::min(static_cast<int64_t>(std::floor(src)), in - 1);
+    const int64_t bottom = std::min(top + 1, in - 1);
+    const double lerp = src - static_cast<double>(top);
+    a[o][top] += 1.0 - lerp;
+    a[o][bottom] += lerp;
+  }
+  return m.to(options);
+}
+
+}  // namespace
+
+std::string InceptionV3Fid::resize_description(Resize resize) {
+  return resize == Resize::kAdm
+             ? "TF1 bilinear to 299x299 (align_corners=false, no half-pixel centres), pixels (u-128)/128: ADM's evaluator"
+             : "bilinear to 299x299 (align_corners=false), pixels u/127.5-1: pytorch-fid";
+}
+
+at::Tensor InceptionV3Fid::fc_weight() const { return fc_->weight; }
+
 std::map<std::string, at::Tensor> InceptionV3Fid::taps(const at::Tensor& x, const std::vector<std::string>& names) {
   const std::vector<int> positions = tap_positions(names);
   std::map<std::string, at::Tensor> out;
@@ -165,11 +200,20 @@ std::map<std::string, at::Tensor> InceptionV3Fid::taps(const at::Tensor& x, cons
                     description(), ": expected a [B, 1|3, H, W] image batch, found shape ", x.sizes());
   SEQGAN_CHECK(x.is_floating_point(), description(), ": expected floating-point images in [-1, 1], found ", x.scalar_type());
   at::Tensor h = x.size(1) == 1 ? x.expand({-1, 3, -1, -1}) : x;
-  if (h.size(2) != kResize || h.size(3) != kResize)
+  if (resize_ == Resize::kAdm) {
+    // u = (x + 1) 127.5 resized, then (u - 128) / 128; the resize is linear, so it commutes.
+    if (h.size(2) != kResize || h.size(3) != kResize) {
+      const at::Tensor rows = tf1_resize_matrix(h.size(2), kResize, h.options());
+      const at::Tensor cols = tf1_resize_matrix(h.size(3), kResize, h.options());
+      h = at::matmul(at::matmul(rows, h), cols.transpose(0, 1));  // [B, 3, 299, 299]
+    }
+    h = (h + 1) * (127.5 / 128.0) - 1;
+  } else if (h.size(2) != kResize || h.size(3) != kResize) {
     h = F::interpolate(h, F::InterpolateFuncOptions()
                               .size(std::vector<int64_t>{kResize, kResize})
                               .mode(torch::kBilinear)
                               .align_corners(false));
+  }
   auto conv = [](const std::shared_ptr<nn::Module>& m, const at::Tensor& t) {
     return std::static_pointer_cast<BasicConvImpl>(m)->forward(t);
   };
@@ -178,9 +222,21 @@ std::map<std::string, at::Tensor> InceptionV3Fid::taps(const at::Tensor& x, cons
   h = max_pool_3s2(conv(stem_[2], h));
   h = conv(stem_[3], h);
   h = max_pool_3s2(conv(stem_[4], h));
-  for (const auto& m : mixed_) h = std::static_pointer_cast<MixedImpl>(m)->forward(h);
-  const at::Tensor features = h.mean({2, 3});  // [B, 2048]
-  for (size_t i = 0; i < names.size(); ++i) out[names[i]] = positions[i] == 0 ? features : fc_(features);
+  const int deepest = *std::max_element(positions.begin(), positions.end());
+  constexpr size_t kMixed6d = 6;
+  for (size_t i = 0; i < mixed_.size(); ++i) {
+    const auto block = std::static_pointer_cast<MixedImpl>(mixed_[i]);
+    if (i == kMixed6d && std::find(positions.begin(), positions.end(), 0) != positions.end())
+      // [B, 192, 17, 17] -> the first 7 channels, channels last as TF stores them -> [B, 2023]
+      out["spatial"] = block->b("branch1x1", h).slice(1, 0, kSpatialChannels).permute({0, 2, 3, 1}).reshape({h.size(0), -1});
+    if (deepest == 0 && i == kMixed6d) break;
+    h = block->forward(h);
+  }
+  if (deepest >= 1) {
+    const at::Tensor features = h.mean({2, 3});  // [B, 2048]
+    for (size_t i = 0; i < names.size(); ++i)
+      if (positions[i] > 0) out[names[i]] = positions[i] == 1 ? features : fc_(features);
+  }
   return out;
 }
 

@@ -1,6 +1,6 @@
 // VGG16 as torchvision builds it (torchvision/models/vgg.py, cfg "D"); the parity test compares
 // every tap and the logits with torchvision's own forward pass.
-#include "losses/vgg16.h"
+#include "features/vgg16.h"
 
 #include "seqgan/error.h"
 
@@ -14,7 +14,7 @@ const std::vector<std::vector<int64_t>> kStages{{64, 64}, {128, 128}, {256, 256,
 
 }  // namespace
 
-Vgg16::Vgg16() {
+torch::nn::Sequential vgg16_features() {
   nn::Sequential f;
   int64_t in = 3;
   for (const auto& stage : kStages) {
@@ -26,7 +26,11 @@ Vgg16::Vgg16() {
     }
     f->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(2)));
   }
-  features = register_module("features", f);
+  return f;
+}
+
+Vgg16::Vgg16() {
+  features = register_module("features", vgg16_features());
   avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({7, 7})));
   classifier = register_module("classifier", nn::Sequential(nn::Linear(512 * 7 * 7, 4096), nn::ReLU(), nn::Dropout(0.5),
                                                             nn::Linear(4096, 4096), nn::ReLU(), nn::Dropout(0.5),

@@ -301,6 +301,15 @@ TEST_F(Pipeline, AdmEvaluationNamesWhatItMeasured) {
   r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/five.npz"} + net);
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.err, "expected images [N, H, W, 3]")) << r.err;
+  npz::save(*dir + "/tiny.npz", {{"arr_0", at::zeros({2, 1, 1, 3}, at::kByte)}}, false);
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/tiny.npz"} + net);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.err, "arr_0 has shape [2, 1, 1, 3], which holds no usable images")) << r.err;
+  // Images of another size than the reference's are measured, with a warning that says so.
+  npz::save(*dir + "/big.npz", {{"arr_0", arrays.at("arr_0").repeat_interleave(2, 1).repeat_interleave(2, 2).contiguous()}}, false);
+  r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/big.npz"} + net);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "the images differ in size: reference 16x16, generated 32x32")) << r.err;
   npz::save(*dir + "/empty.npz", {{"labels", at::zeros({2}, at::kLong)}}, false);
   r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", *dir + "/empty.npz"} + net);
   EXPECT_NE(r.code, 0);

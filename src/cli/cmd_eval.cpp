@@ -99,6 +99,13 @@ struct LazyNetwork {
   }
 };
 
+// Stored features or statistics of another network cannot be combined with this one's.
+void check_network(const Measured& m, const EvalNetwork& net) {
+  if (!m.network.empty() && m.network != net.name())
+    throw Error(str(m.spec, " was measured with '", m.network, "', this evaluation uses '", net.name(), "'"),
+                "set eval.feature_network / eval.feature_weights to that network, or measure the images anew");
+}
+
 MeasureOptions measure_options(const Args& args, const Config& config, bool per_image, bool spatial) {
   MeasureOptions o;
   o.per_image = per_image;
@@ -163,10 +170,11 @@ int run_is(const Args& args, const Config& config) {
   require(args, "--gen", "SOURCE (a folder of images, data:train|test or an .npz batch)");
   LazyNetwork net{config, nullptr};
   const Measured gen = measure(args.get("--gen"), config.data, net.fn(), measure_options(args, config, true, false), "features");
-  SEQGAN_CHECK_HINT(gen.set.logits.defined(), "give images (a folder, a data split or an .npz with arr_0)",
-                    args.get("--gen"), ": the Inception Score needs the network's logits of images");
+  // Stored features go through the network's logit layer; they must come from that network.
+  check_network(gen, net());
+  const at::Tensor logits = gen.set.logits.defined() ? gen.set.logits : net().logits(gen.set.features);
   const int splits = args.get("--splits").empty() ? config.eval.is_splits : static_cast<int>(args.get_int("--splits"));
-  const InceptionScore is = inception_score(gen.set.logits, splits);
+  const InceptionScore is = inception_score(logits, splits);
   const Provenance p = provenance(gen.network, gen.network_sha256, gen.resize, nullptr, gen, "logits");
   print(args, {{"metric", "is"}, {"inception_score", is.mean}, {"std", is.std}, {"splits", is.splits}},
         str("IS: ", fixed(is.mean), " +- ", fixed(is.std), " (", is.splits, " splits)\n"), p);
@@ -182,6 +190,8 @@ int run_adm(const Args& args, Config config) {
   const auto opts = measure_options(args, config, true, true);
   const Measured ref = measure(args.get("--ref"), config.data, net.fn(), opts, "features (ref)");
   const Measured gen = measure(args.get("--gen"), config.data, net.fn(), opts, "features (gen)");
+  check_network(ref, net());
+  check_network(gen, net());
   const InceptionScore is = inception_score_parts(net().adm_logits(gen.set.features), 5000);
   const FeatureStats rp = ref.pool_stats(), gp = gen.pool_stats(), rs = ref.spatial_stats(), gs = gen.spatial_stats();
   const double fid = frechet_distance(rp.mu, rp.sigma, gp.mu, gp.sigma);
@@ -191,9 +201,6 @@ int run_adm(const Args& args, Config config) {
   const EvalNetwork& n = net();
   const Provenance p = provenance(n.name(), n.weights_sha256(), n.resize(), &ref, gen,
                                   str("pool features (FID, IS, precision/recall), ", n.spatial(), " (sFID)"));
-  if (!n.name().empty() && !ref.network.empty() && ref.network != n.name())
-    throw Error(str("the reference was measured with '", ref.network, "', this evaluation uses '", n.name(), "'"),
-                "set eval.feature_network / eval.feature_weights to the reference's network, or measure the reference anew");
   json j{{"metric", "adm"}, {"inception_score", is.mean}, {"is_parts", is.splits}, {"fid", fid}, {"sfid", sfid},
          {"precision", pr.precision}, {"recall", pr.recall}, {"k", mo.k}};
   std::ostringstream os;

@@ -138,6 +138,13 @@ at::Tensor EvalNetwork::adm_logits(const at::Tensor& features) {
   return std::dynamic_pointer_cast<Classifier>(net_)->classify(f).to(at::kDouble).cpu();
 }
 
+at::Tensor EvalNetwork::logits(const at::Tensor& features) {
+  torch::NoGradGuard ng;
+  const at::Tensor f = features.to(device_, at::kFloat);
+  if (const auto inception = std::dynamic_pointer_cast<InceptionV3Fid>(net_)) return inception->classify(f).to(at::kDouble).cpu();
+  return std::dynamic_pointer_cast<Classifier>(net_)->classify(f).to(at::kDouble).cpu();
+}
+
 const std::string& EvalNetwork::weights_sha256() const {
   if (sha256_.empty()) sha256_ = sha256_file(weights_);
   return sha256_;
@@ -302,11 +309,13 @@ void read_npz(Measured& m, const std::map<std::string, at::Tensor>& arrays, cons
               const std::function<EvalNetwork&()>& network, const DataConfig& data, const std::string& label) {
   m.file_sha256 = sha256_file(m.spec);
   m.source = m.spec;
+  std::string stored_source;
   if (arrays.count(kProvenanceMember)) {
     const at::Tensor bytes = arrays.at(kProvenanceMember).to(at::kByte).contiguous();
     const std::string text(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), static_cast<size_t>(bytes.numel()));
     const auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_object()) {
+      stored_source = str(j.value("source", "?"), ", prepared: ", j.value("preprocess", "?"));
       m.network = j.value("network", "");
       m.network_sha256 = j.value("network_sha256", "");
       m.resize = j.value("resize", "");
@@ -366,7 +375,9 @@ void read_npz(Measured& m, const std::map<std::string, at::Tensor>& arrays, cons
     m.resize = net.resize();
     m.preprocess = source.preprocess;
     m.count = m.set.features.size(0);
-    m.source = str(m.spec, " (arr_0: ", source.data->description(), ")");
+    // What the file says of its images (seqgan's provenance) stays in the description.
+    m.source = str(m.spec, " (arr_0: ", source.data->description(),
+                   stored_source.empty() ? std::string() : "; written from " + stored_source, ")");
   }
   if (m.has_pool_stats) m.pool = stored_stats(arrays, "mu", "sigma", m);
   if (m.has_spatial_stats) m.spatial = stored_stats(arrays, "mu_s", "sigma_s", m);

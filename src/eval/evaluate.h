@@ -38,6 +38,8 @@ class EvalNetwork {
   // the Inception's logit layer without its bias (ADM multiplies by the weight of the TF graph's
   // softmax/logits/MatMul only); a classifier's own head.
   at::Tensor adm_logits(const at::Tensor& features);
+  // The network's own logits [N, K] float64 of pooled features [N, D] (the "logit" tap's values).
+  at::Tensor logits(const at::Tensor& features);
 
   const std::string& name() const { return name_; }        // the network's description
   const std::string& weights() const { return weights_; }  // its weight file

@@ -44,6 +44,8 @@ class InceptionV3Fid : public FeatureNetwork {
   Resize resize() const { return resize_; }
   // The logit layer's weight [1008, 2048]: ADM's IS applies it without the bias.
   at::Tensor fc_weight() const;
+  // The logit layer on pooled features [B, 2048] -> [B, 1008] (with its bias, as the "logit" tap).
+  at::Tensor classify(const at::Tensor& features) { return fc_(features); }
 
  private:
   std::vector<std::shared_ptr<torch::nn::Module>> stem_;    // the seven stem convolutions

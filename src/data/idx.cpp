@@ -13,6 +13,7 @@
 
 #include <unistd.h>
 
+#include "io/atomic_file.h"
 #include "seqgan/data.h"
 #include "seqgan/error.h"
 
@@ -94,31 +95,21 @@ void put_be32(std::vector<uint8_t>& out, uint32_t v) {
 }
 
 void write_atomically(const std::string& path, const std::vector<uint8_t>& bytes, bool gzip) {
-  const std::string temp = str(path, ".tmp.", ::getpid());
-  if (gzip) {
-    gzFile f = gzopen(temp.c_str(), "wb9");
-    SEQGAN_CHECK(f != nullptr, "cannot create '", temp, "': ", std::strerror(errno));
-    size_t done = 0;
-    bool ok = true;
-    while (ok && done < bytes.size()) {
-      const unsigned part = static_cast<unsigned>(std::min<size_t>(bytes.size() - done, 1u << 30));
-      ok = gzwrite(f, bytes.data() + done, part) == static_cast<int>(part);
-      done += part;
-    }
-    ok = (gzclose(f) == Z_OK) && ok;
-    if (!ok) std::remove(temp.c_str());
-    SEQGAN_CHECK(ok, "cannot write '", temp, "' (disk full?)");
-  } else {
-    std::ofstream out(temp, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) std::remove(temp.c_str());
-    SEQGAN_CHECK(out.good(), "cannot write '", temp, "' (disk full?)");
+  if (!gzip) return write_file_atomic(path, bytes.data(), bytes.size());
+  AtomicFile file(path);
+  gzFile f = gzopen(file.temp_path().c_str(), "wb9");
+  SEQGAN_CHECK_HINT(f != nullptr, "check that the folder is writable", "cannot create '", file.temp_path(), "': ",
+                    std::strerror(errno));
+  size_t done = 0;
+  bool ok = true;
+  while (ok && done < bytes.size()) {
+    const unsigned part = static_cast<unsigned>(std::min<size_t>(bytes.size() - done, 1u << 30));
+    ok = gzwrite(f, bytes.data() + done, part) == static_cast<int>(part);
+    done += part;
   }
-  std::error_code ec;
-  fs::rename(temp, path, ec);
-  if (ec) std::remove(temp.c_str());
-  SEQGAN_CHECK(!ec, "cannot rename '", temp, "' to '", path, "': ", ec.message());
+  ok = (gzclose(f) == Z_OK) && ok;
+  SEQGAN_CHECK_HINT(ok, "check the free disk space", "cannot write '", path, "'");
+  file.commit();
 }
 
 }  // namespace

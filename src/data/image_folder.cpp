@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "seqgan/data.h"
+
+#include "io/atomic_file.h"
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -34,17 +36,7 @@ void Dataset::write_class_list(const std::string& run_dir) const {
   fs::create_directories(run_dir, ec);
   SEQGAN_CHECK(!ec, "cannot create run folder '", run_dir, "': ", ec.message());
   const std::string path = (fs::path(run_dir) / "classes.json").string();
-  const std::string temp = str(path, ".tmp.", ::getpid());
-  {
-    std::ofstream out(temp);
-    out << nlohmann::json{{"classes", class_names()}}.dump(2) << "\n";
-    out.close();
-    if (!out) std::remove(temp.c_str());
-    SEQGAN_CHECK_HINT(out.good(), "check that the run folder is writable", "cannot write '", temp, "'");
-  }
-  fs::rename(temp, path, ec);
-  if (ec) std::remove(temp.c_str());
-  SEQGAN_CHECK(!ec, "cannot rename '", temp, "' to '", path, "': ", ec.message());
+  write_file_atomic(path, nlohmann::json{{"classes", class_names()}}.dump(2) + "\n");
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/atomic_file.h"
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -298,18 +299,15 @@ void put_octal(unsigned char* field, size_t width, uint64_t value) {
 
 }  // namespace
 
-TarWriter::TarWriter(std::string path) : path_(std::move(path)) {
-  temp_ = str(path_, ".tmp.", ::getpid());
+TarWriter::TarWriter(std::string path) : path_(std::move(path)), file_out_(std::make_unique<AtomicFile>(path_)) {
+  temp_ = file_out_->temp_path();
   file_ = std::fopen(temp_.c_str(), "wb");
   SEQGAN_CHECK_HINT(file_ != nullptr, "check that the output folder exists and is writable",
                     "cannot create '", temp_, "': ", std::strerror(errno));
 }
 
 TarWriter::~TarWriter() {
-  if (file_ != nullptr) {
-    std::fclose(file_);
-    std::remove(temp_.c_str());
-  }
+  if (file_ != nullptr) std::fclose(file_);  // the AtomicFile removes the temporary file
 }
 
 void TarWriter::write(const void* data, size_t size) {
@@ -366,18 +364,13 @@ void TarWriter::finish() {
   write(kZeros, sizeof(kZeros));
   static const unsigned char kRecordZeros[kRecord] = {};
   write(kRecordZeros, static_cast<size_t>((kRecord - written_ % kRecord) % kRecord));
-  const bool flushed = std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
+  const bool flushed = std::fflush(file_) == 0;
   const int flush_errno = errno;
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
-  if (!flushed || !closed) std::remove(temp_.c_str());
   SEQGAN_CHECK_HINT(flushed && closed, "check the free disk space", "cannot write '", temp_, "': ",
                     std::strerror(flushed ? errno : flush_errno));
-  if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
-    const int e = errno;
-    std::remove(temp_.c_str());
-    SEQGAN_CHECK(false, "cannot rename '", temp_, "' to '", path_, "': ", std::strerror(e));
-  }
+  file_out_->commit();
 }
 
 }  // namespace seqgan

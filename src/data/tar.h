@@ -14,8 +14,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "io/atomic_file.h"
 
 namespace seqgan {
 
@@ -98,6 +101,7 @@ class TarWriter {
   void pad();
 
   std::string path_;
+  std::unique_ptr<AtomicFile> file_out_;
   std::string temp_;
   std::FILE* file_ = nullptr;
   uint64_t written_ = 0;

@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include "io/atomic_file.h"
 #include "seqgan/error.h"
 
 #pragma GCC diagnostic push
@@ -85,26 +86,7 @@ void write_png(const std::string& path, const Image& image) {
     fs::create_directories(target.parent_path(), ec);
     SEQGAN_CHECK(!ec, "cannot create folder '", target.parent_path().string(), "': ", ec.message());
   }
-  static std::atomic<uint64_t> counter{0};
-  const std::string temp = str(path, ".tmp.", ::getpid(), ".", counter++);
-  FILE* f = std::fopen(temp.c_str(), "wb");
-  SEQGAN_CHECK_HINT(f != nullptr, "check that the folder is writable", "cannot create '", temp,
-                    "': ", std::strerror(errno));
-  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() &&
-                       std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  const int saved_errno = errno;
-  std::fclose(f);
-  if (!written) {
-    std::remove(temp.c_str());
-    throw Error(str("write_png: cannot write '", temp, "': ", std::strerror(saved_errno)),
-                "check free disk space");
-  }
-  std::error_code ec;
-  fs::rename(temp, target, ec);
-  if (ec) {
-    std::remove(temp.c_str());
-    throw Error(str("write_png: cannot rename '", temp, "' to '", path, "': ", ec.message()));
-  }
+  write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 at::Tensor image_to_tensor(const Image& image) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "io/atomic_file.h"
 #include "seqgan/error.h"
 
 namespace seqgan::npz {
@@ -389,8 +390,8 @@ std::map<std::string, at::Tensor> load(const std::string& path) {
 }
 
 void save(const std::string& path, const std::map<std::string, at::Tensor>& arrays, bool compressed) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::remove(tmp.c_str());
+  AtomicFile file(path);
+  const std::string& tmp = file.temp_path();
   int code = 0;
   zip_t* z = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_EXCL, &code);
   if (!z) throw Error(str("cannot create '", tmp, "': ", zip_code_text(code)), "check that the folder exists and is writable");
@@ -411,16 +412,9 @@ void save(const std::string& path, const std::map<std::string, at::Tensor>& arra
     if (zip_close(z) != 0) throw Error(str("cannot write '", tmp, "': ", zip_strerror(z)), "check the free space");
   } catch (...) {
     zip_discard(z);
-    std::remove(tmp.c_str());
     throw;
   }
-  const int fd = ::open(tmp.c_str(), O_RDONLY);
-  const bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(str("cannot write '", path, "'"), "check the free space and that the folder is writable");
-  }
+  file.commit();
 }
 
 }  // namespace seqgan::npz

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <utility>
 
+#include "io/atomic_file.h"
 #include "seqgan/error.h"
 
 #include <zlib.h>
@@ -422,42 +423,6 @@ std::vector<uint32_t> emit(const Plan& p, const std::string& dest, Sink&& sink) 
   return crcs;
 }
 
-// Removes the temporary file unless the write reached the rename.
-class TempFile {
- public:
-  explicit TempFile(std::string path) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-  void close_checked() {
-    const int fd = std::exchange(fd_, -1);
-    SEQGAN_CHECK_HINT(::close(fd) == 0, "is the disk full?", "cannot close '", path_, "': ", std::strerror(errno));
-  }
-  void committed() { committed_ = true; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-void fsync_directory(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  SEQGAN_CHECK(fd.get() >= 0, "cannot open directory '", dir, "' to sync it: ", std::strerror(errno));
-  // Some file systems cannot sync directories; the rename has happened either way.
-  SEQGAN_CHECK(::fsync(fd.get()) == 0 || errno == EINVAL || errno == EROFS, "cannot sync directory '", dir,
-               "': ", std::strerror(errno));
-}
-
 }  // namespace
 
 // ----- public --------------------------------------------------------------------------------
@@ -582,21 +547,18 @@ std::vector<uint8_t> serialize(const TensorMap& tensors, const Metadata& metadat
 
 void save(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
   const Plan p = plan(tensors, metadata, path);
-  TempFile tmp(path + ".tmp." + std::to_string(::getpid()));
-  SEQGAN_CHECK_HINT(tmp.fd() >= 0, "does the directory exist, and may this process write to it?", "cannot create '",
-                    tmp.path(), "' to write '", path, "': ", std::strerror(errno));
-  const auto crcs = emit(p, path, [&](const void* data, uint64_t n) { write_exact(tmp.fd(), data, n, tmp.path()); });
+  AtomicFile file(path);
+  Fd fd(::open(file.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  SEQGAN_CHECK_HINT(fd.get() >= 0, "does the directory exist, and may this process write to it?", "cannot create '",
+                    file.temp_path(), "' to write '", path, "': ", std::strerror(errno));
+  const auto crcs = emit(p, path, [&](const void* data, uint64_t n) { write_exact(fd.get(), data, n, file.temp_path()); });
   const std::string header = render_header(p, &crcs);
   SEQGAN_CHECK(header.size() == p.header.size(), "the header changed length with its checksums");
-  SEQGAN_CHECK_HINT(::pwrite(tmp.fd(), header.data(), header.size(), 8) == static_cast<ssize_t>(header.size()),
-                    "is the disk full?", "cannot write the header of '", tmp.path(), "': ", std::strerror(errno));
-  SEQGAN_CHECK_HINT(::fsync(tmp.fd()) == 0, "is the disk full?", "cannot sync '", tmp.path(), "': ",
+  SEQGAN_CHECK_HINT(::pwrite(fd.get(), header.data(), header.size(), 8) == static_cast<ssize_t>(header.size()),
+                    "is the disk full?", "cannot write the header of '", file.temp_path(), "': ", std::strerror(errno));
+  SEQGAN_CHECK_HINT(::close(fd.release()) == 0, "is the disk full?", "cannot close '", file.temp_path(), "': ",
                     std::strerror(errno));
-  tmp.close_checked();
-  SEQGAN_CHECK(::rename(tmp.path().c_str(), path.c_str()) == 0, "cannot rename '", tmp.path(), "' to '", path,
-               "': ", std::strerror(errno));
-  tmp.committed();
-  fsync_directory(path);
+  file.commit();
 }
 
 }  // namespace seqgan::safetensors

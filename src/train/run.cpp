@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/atomic_file.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 
@@ -267,27 +268,7 @@ void check_finite_state(const std::map<std::string, at::Tensor>& tensors, int64_
 }
 
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  SEQGAN_CHECK_HINT(fd >= 0, "check that the directory exists and is writable", "cannot create '", tmp, "': ",
-                    std::strerror(errno));
-  size_t done = 0;
-  int err = 0;
-  while (done < text.size() && err == 0) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) err = n < 0 ? errno : ENOSPC;
-    else done += static_cast<size_t>(n);
-  }
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(str("cannot write '", path, "': ", std::strerror(err)), "check free disk space; the previous file, if any, is unchanged");
-  }
-}
+void write_text_atomic(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,0 +1,85 @@
+#include "io/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "seqgan/error.h"
+
+namespace seqgan {
+namespace {
+
+constexpr const char* kHint = "check the free disk space and that the folder is writable; the previous file, if any, is unchanged";
+
+// Beside the target, named by the process: two processes writing one file never share a
+// temporary (within a process, one file is written by one thread at a time).
+std::string temp_name(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+[[noreturn]] void fail(const std::string& path, const std::string& temp, const char* what, int err) {
+  ::unlink(temp.c_str());
+  throw Error(str("cannot write '", path, "': ", what, ": ", std::strerror(err)), kHint);
+}
+
+// fsync of a closed file by name, then the rename and the directory sync.
+void sync_and_rename(const std::string& path, const std::string& temp) {
+  const int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, temp, "reopening the temporary file", errno);
+  if (::fsync(fd) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail(path, temp, "flushing to disk", e);
+  }
+  ::close(fd);
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail(path, temp, "renaming the temporary file", errno);
+  sync_parent_directory(path);
+}
+
+}  // namespace
+
+void sync_parent_directory(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  SEQGAN_CHECK(fd >= 0, "cannot open directory '", dir, "' to sync it: ", std::strerror(errno));
+  // Some file systems cannot sync directories; the rename has happened either way.
+  const bool ok = ::fsync(fd) == 0 || errno == EINVAL || errno == EROFS;
+  const int e = errno;
+  ::close(fd);
+  SEQGAN_CHECK(ok, "cannot sync directory '", dir, "': ", std::strerror(e));
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  const std::string temp = temp_name(path);
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(str("cannot create '", temp, "': ", std::strerror(errno)), kHint);
+  const char* p = static_cast<const char*>(data);
+  size_t done = 0;
+  int err = 0;
+  while (done < size && err == 0) {
+    const ssize_t n = ::write(fd, p + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) err = n < 0 ? errno : ENOSPC;
+    else done += static_cast<size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) fail(path, temp, "writing", err);
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail(path, temp, "renaming the temporary file", errno);
+  sync_parent_directory(path);
+}
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), temp_(temp_name(path_)) {}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::commit() {
+  sync_and_rename(path_, temp_);
+  committed_ = true;
+}
+
+}  // namespace seqgan

@@ -12,6 +12,7 @@
 #include "io/npz.h"
 #include "python_fixtures.h"
 #include "seqgan/image.h"
+#include "seqgan/models.h"
 #include "seqgan/safetensors.h"
 #include "tokenizer/tokens.h"
 #include "train/tokenizer_trainer.h"
@@ -105,7 +106,30 @@ TEST_F(Pipeline, TokenizeTrainSampleVisualize) {
     const at::Tensor grey = at::from_blob(const_cast<uint8_t*>(png.pixels.data()), {16, 16}, at::kByte);
     for (int c = 0; c < 3; ++c) EXPECT_TRUE(at::equal(batch.at("arr_0")[3].select(2, c), grey)) << kind << " channel " << c;
     EXPECT_FALSE(std::filesystem::exists(out + "/samples.npz"));  // only when asked
+
+    // The embedding API (seqgan/models.h) gives the command's codes and pixels.
+    const auto generator = GeneratorModel::load(run + "/transformer.safetensors");
+    SampleRequest request;
+    request.classes = {0, 0, 3, 3};
+    request.seed = 5;
+    EXPECT_TRUE(at::equal(generator.sample(request), sampled.indices)) << kind;
+    EXPECT_EQ(generator.autoregressive(), kind == "ar");
+    const auto tok = TokenizerModel::load(tokenizer());
+    EXPECT_EQ(tok.decode(sampled.indices)[3].pixels, png.pixels) << kind;
+    EXPECT_EQ(tok.encode({png}).sizes(), (std::vector<int64_t>{1, 8, 8}));
+    request.classes = {12};
+    EXPECT_THROW(generator.sample(request), Error);
   }
+
+  // The example program, built against the public headers only, runs on these models.
+  const std::string embed_out = *dir + "/embed";
+  std::filesystem::create_directories(embed_out);
+  const std::string cmd = std::string(SEQGAN_EMBED_EXAMPLE) + " " + tokenizer() + " " + *dir + "/ar/transformer.safetensors " +
+                          *dir + "/samples-ar/images/000001.png " + embed_out + " > " + embed_out + "/log.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file_text(embed_out + "/log.txt");
+  EXPECT_TRUE(contains(test::read_file_text(embed_out + "/log.txt"), "into 8x8 codes of 16"));
+  for (const char* f : {"reconstruction.png", "sample-0.png", "sample-3.png"})
+    EXPECT_TRUE(std::filesystem::exists(embed_out + "/" + f)) << f;
 
   // The tokenizer metrics in one command, on a folder of images (the AR samples).
   const std::vector<std::string> net{"--threads", "2", "--set", "data.resolution=16", "--set",

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "config/fields.h"
+#include "io/files.h"
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -281,11 +282,7 @@ Config config_from_json(const std::string& text, const std::string& where) {
 }
 
 Config config_from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(str("cannot open configuration file '", path, "'"), "check the path given to --config");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return config_from_json(ss.str(), path);
+  return config_from_json(read_file_text(path, "check the path given to --config (the configuration file)"), path);
 }
 
 int tokenizer_downsample_factor(const TokenizerConfig& t) {

@@ -13,7 +13,7 @@
 
 #include <unistd.h>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/data.h"
 #include "seqgan/error.h"
 

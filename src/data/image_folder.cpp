@@ -15,7 +15,7 @@
 
 #include "seqgan/data.h"
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/error.h"
 
 namespace seqgan {
@@ -161,9 +161,7 @@ std::map<std::string, std::string> parse_image_labels(const std::string& text, c
 }
 
 void ImageFolder::label_loose_images(const std::string& labels_file, const std::vector<std::string>& classes) {
-  std::ifstream in(labels_file, std::ios::binary);
-  SEQGAN_CHECK_HINT(in.good(), "check data.val_labels", "cannot open the labels file '", labels_file, "'");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = read_file_text(labels_file, "check data.val_labels (the labels file)");
   const auto labels = parse_image_labels(text, labels_file);
   if (classes.empty()) {
     std::set<std::string> names;

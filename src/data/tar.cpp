@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/error.h"
 
 namespace seqgan {

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 
 namespace seqgan {
 

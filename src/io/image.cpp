@@ -12,7 +12,7 @@
 
 #include <unistd.h>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/error.h"
 
 #pragma GCC diagnostic push
@@ -36,19 +36,7 @@ Image::Image(int w, int h, int c, uint8_t fill)
                w, "x", h, "x", c);
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SEQGAN_CHECK_HINT(in.good(), "check that the path exists and is readable",
-                    "cannot open '", path, "': ", std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  SEQGAN_CHECK(size >= 0, "cannot determine the size of '", path, "'");
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
-  SEQGAN_CHECK(in.gcount() == size, "expected ", size, " bytes from '", path, "', read ", in.gcount());
-  return bytes;
-}
+std::vector<uint8_t> read_file(const std::string& path) { return read_file_bytes(path); }
 
 namespace {
 

@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/error.h"
 
 namespace seqgan::npz {

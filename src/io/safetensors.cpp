@@ -14,7 +14,7 @@
 #include <tuple>
 #include <utility>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/error.h"
 
 #include <zlib.h>

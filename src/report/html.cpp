@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "io/files.h"
 
 namespace seqgan::report {
 namespace {
@@ -180,11 +183,8 @@ std::string base64(const std::string& bytes) {
 }
 
 std::string embed_png(const std::string& path, const std::string& alt, double scale) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "<p class='missing'>missing: " + escape(path) + "</p>";
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  const std::string data = bytes.str();
+  if (!std::filesystem::is_regular_file(path)) return "<p class='missing'>missing: " + escape(path) + "</p>";
+  const std::string data = read_file_text(path);
   std::ostringstream os;
   os << "<img alt='" << escape(alt) << "' src='data:image/png;base64," << base64(data) << "'";
   // The size from the PNG header (IHDR: width and height, big-endian, at bytes 16 and 20).

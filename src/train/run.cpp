@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "seqgan/checkpoint.h"
 #include "seqgan/error.h"
 
@@ -270,13 +270,7 @@ void check_finite_state(const std::map<std::string, at::Tensor>& tensors, int64_
 
 void write_text_atomic(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SEQGAN_CHECK(in.good(), "cannot open '", path, "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text(const std::string& path) { return read_file_text(path); }
 
 bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
 

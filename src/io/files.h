@@ -1,4 +1,5 @@
-// Whole files written atomically, the one way seqgan writes every file that must never be seen
+// Whole files in and out. Reading: the bytes of a file, with an error that names it and the
+// reason. Writing: atomically, the one way seqgan writes every file that must never be seen
 // half-written (checkpoints, configs, token files, images, archives, reports):
 //
 //   1. the bytes go to a temporary file beside the target, NAME.tmp.PID;
@@ -11,9 +12,17 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace seqgan {
+
+// The whole file; a file that cannot be opened or read is an Error naming it, the system's reason
+// and `hint`.
+std::string read_file_text(const std::string& path, const std::string& hint = "check that the path exists and is readable");
+std::vector<uint8_t> read_file_bytes(const std::string& path,
+                                     const std::string& hint = "check that the path exists and is readable");
 
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 inline void write_file_atomic(const std::string& path, const std::string& bytes) {

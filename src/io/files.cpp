@@ -1,4 +1,4 @@
-#include "io/atomic_file.h"
+#include "io/files.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -38,6 +38,31 @@ void sync_and_rename(const std::string& path, const std::string& temp) {
 }
 
 }  // namespace
+
+std::string read_file_text(const std::string& path, const std::string& hint) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(str("cannot open '", path, "': ", std::strerror(errno)), hint);
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw Error(str("cannot read '", path, "': ", std::strerror(e)), hint);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& hint) {
+  const std::string text = read_file_text(path, hint);
+  return std::vector<uint8_t>(text.begin(), text.end());
+}
 
 void sync_parent_directory(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();

@@ -23,26 +23,18 @@ std::string temp_name(const std::string& path) { return path + ".tmp." + std::to
   throw Error(str("cannot write '", path, "': ", what, ": ", std::strerror(err)), kHint);
 }
 
-// fsync of a closed file by name, then the rename and the directory sync.
-void sync_and_rename(const std::string& path, const std::string& temp) {
-  const int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, temp, "reopening the temporary file", errno);
-  if (::fsync(fd) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail(path, temp, "flushing to disk", e);
-  }
-  ::close(fd);
+// Steps 3 and 4: the flushed temporary file takes the target's name, and the directory is synced.
+void rename_into_place(const std::string& path, const std::string& temp) {
   if (::rename(temp.c_str(), path.c_str()) != 0) fail(path, temp, "renaming the temporary file", errno);
   sync_parent_directory(path);
 }
 
-}  // namespace
-
-std::string read_file_text(const std::string& path, const std::string& hint) {
+// The whole file as a std::string or a byte vector.
+template <typename Buffer>
+Buffer read_whole(const std::string& path, const std::string& hint) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(str("cannot open '", path, "': ", std::strerror(errno)), hint);
-  std::string out;
+  Buffer out;
   char buf[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof(buf));
@@ -53,15 +45,18 @@ std::string read_file_text(const std::string& path, const std::string& hint) {
       throw Error(str("cannot read '", path, "': ", std::strerror(e)), hint);
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    out.insert(out.end(), buf, buf + n);
   }
   ::close(fd);
   return out;
 }
 
+}  // namespace
+
+std::string read_file_text(const std::string& path, const std::string& hint) { return read_whole<std::string>(path, hint); }
+
 std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& hint) {
-  const std::string text = read_file_text(path, hint);
-  return std::vector<uint8_t>(text.begin(), text.end());
+  return read_whole<std::vector<uint8_t>>(path, hint);
 }
 
 void sync_parent_directory(const std::string& path) {
@@ -92,8 +87,7 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   if (err == 0 && ::fsync(fd) != 0) err = errno;
   if (::close(fd) != 0 && err == 0) err = errno;
   if (err != 0) fail(path, temp, "writing", err);
-  if (::rename(temp.c_str(), path.c_str()) != 0) fail(path, temp, "renaming the temporary file", errno);
-  sync_parent_directory(path);
+  rename_into_place(path, temp);
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), temp_(temp_name(path_)) {}
@@ -103,7 +97,16 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::commit() {
-  sync_and_rename(path_, temp_);
+  // Step 2 for a file its writer has closed: fsync through a new descriptor.
+  const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path_, temp_, "reopening the temporary file", errno);
+  if (::fsync(fd) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail(path_, temp_, "flushing to disk", e);
+  }
+  ::close(fd);
+  rename_into_place(path_, temp_);
   committed_ = true;
 }
 

@@ -102,6 +102,10 @@ Image adm_center_crop(const Image& image, int size);
 // Image -> float32 tensor [C, H, W] in [-1, 1] (0 -> -1, 255 -> +1).
 at::Tensor image_to_tensor(const Image& image);
 
+// Values in [-1, 1] (any shape, any device) -> the 8-bit levels 0..255 they are written as, a
+// float32 CPU tensor: clamped to [-1, 1], NaN as -1, (x + 1) 127.5 rounded to the nearest level.
+at::Tensor pixel_levels(const at::Tensor& tensor);
+
 // Tensor [C, H, W] (or [1, C, H, W]) with C in {1, 3}, values in [-1, 1] -> 8-bit image.
 // Values are clamped to [-1, 1] and rounded to the nearest of the 256 levels; NaN becomes black
 // (0), so a diverged model shows up as black instead of undefined bytes.

@@ -52,6 +52,7 @@ void evaluate_demo(const std::string& dir, const std::vector<std::string>& commo
   const FeatureSet test_features = extract_features(net, test, -1, batch, "features (test)");
   const FeatureStats test_stats = feature_stats(net, test_features, test.name, test.preprocess);
   const FeatureStats test_spatial = feature_stats(net, test_features, test.name, test.preprocess, /*spatial=*/true);
+  const at::Tensor test_radii = manifold_radii(test_features.features);  // shared by every precision/recall below
   save_feature_stats(d("test-stats.safetensors"), test_stats);
   for (const auto& [name, run] : std::vector<std::pair<std::string, std::string>>{{"phase 1", "tokenizer-phase1"},
                                                                                   {"phase 2", "tokenizer-phase2"}}) {
@@ -71,7 +72,7 @@ void evaluate_demo(const std::string& dir, const std::vector<std::string>& commo
     const ImageSource gen = open_image_source(d(folder), config.data);
     const FeatureSet f = extract_features(net, gen, -1, batch, "features (" + name + ")");
     const InceptionScore is = inception_score(f.logits, splits);
-    const PrecisionRecall pr = precision_recall(test_features.features, f.features);
+    const PrecisionRecall pr = precision_recall_given_radii(test_features.features, test_radii, f.features);
     m["generation"].push_back({{"name", name}, {"fid", frechet_distance(test_stats, feature_stats(net, f, gen.name))},
                                {"sfid", frechet_distance(test_spatial, feature_stats(net, f, gen.name, "", true))},
                                {"precision", pr.precision}, {"recall", pr.recall},
@@ -81,7 +82,7 @@ void evaluate_demo(const std::string& dir, const std::vector<std::string>& commo
   const ImageSource train = open_image_source("data:train", config.data);
   const FeatureSet train_features = extract_features(net, train, test.data->size(), batch, "features (train)");
   const InceptionScore test_is = inception_score(test_features.logits, splits);
-  const PrecisionRecall floor_pr = precision_recall(test_features.features, train_features.features);
+  const PrecisionRecall floor_pr = precision_recall_given_radii(test_features.features, test_radii, train_features.features);
   m["generation"].push_back({{"name", "real: train vs test (floor)"},
                              {"fid", frechet_distance(test_stats, feature_stats(net, train_features, train.name))},
                              {"sfid", frechet_distance(test_spatial, feature_stats(net, train_features, train.name, "", true))},

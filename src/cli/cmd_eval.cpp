@@ -10,6 +10,7 @@
 #include "eval/psnr.h"
 #include "eval/ssim.h"
 #include "io/hash.h"
+#include "report/html.h"
 #include "seqgan/image.h"
 #include "seqgan/log.h"
 #include "seqgan/error.h"
@@ -127,11 +128,7 @@ ManifoldOptions manifold_options(const Args& args) {
   return o;
 }
 
-std::string fixed(double v, int digits = 3) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(digits) << v;
-  return os.str();
-}
+using report::fixed;
 
 int run_distance(const Args& args, const Config& config, bool spatial) {
   require(args, "--gen", kSourceHelp);
@@ -147,7 +144,7 @@ int run_distance(const Args& args, const Config& config, bool spatial) {
   const Measured& side = measured_side(&ref, gen);
   const Provenance p = provenance(side.network, side.network_sha256, side.resize, &ref, gen,
                                   spatial ? "spatial features (sFID)" : "pooled features");
-  print(args, {{"metric", spatial ? "sfid" : "fid"}, {"frechet_distance", fd}}, str(name, ": ", fixed(fd), "\n"), p);
+  print(args, {{"metric", spatial ? "sfid" : "fid"}, {"frechet_distance", fd}}, str(name, ": ", fixed(fd, 3), "\n"), p);
   return 0;
 }
 
@@ -177,7 +174,7 @@ int run_is(const Args& args, const Config& config) {
   const InceptionScore is = inception_score(logits, splits);
   const Provenance p = provenance(gen.network, gen.network_sha256, gen.resize, nullptr, gen, "logits");
   print(args, {{"metric", "is"}, {"inception_score", is.mean}, {"std", is.std}, {"splits", is.splits}},
-        str("IS: ", fixed(is.mean), " +- ", fixed(is.std), " (", is.splits, " splits)\n"), p);
+        str("IS: ", fixed(is.mean, 3), " +- ", fixed(is.std, 3), " (", is.splits, " splits)\n"), p);
   return 0;
 }
 
@@ -204,8 +201,8 @@ int run_adm(const Args& args, Config config) {
   json j{{"metric", "adm"}, {"inception_score", is.mean}, {"is_parts", is.splits}, {"fid", fid}, {"sfid", sfid},
          {"precision", pr.precision}, {"recall", pr.recall}, {"k", mo.k}};
   std::ostringstream os;
-  os << "Inception Score: " << fixed(is.mean) << " (" << is.splits << (is.splits == 1 ? " part" : " parts")
-     << " of up to 5000)\nFID: " << fixed(fid) << "\nsFID: " << fixed(sfid) << "\nPrecision: " << fixed(pr.precision, 4)
+  os << "Inception Score: " << fixed(is.mean, 3) << " (" << is.splits << (is.splits == 1 ? " part" : " parts")
+     << " of up to 5000)\nFID: " << fixed(fid, 3) << "\nsFID: " << fixed(sfid, 3) << "\nPrecision: " << fixed(pr.precision, 4)
      << "\nRecall: " << fixed(pr.recall, 4) << "\n";
   print(args, j, os.str(), p);
   return 0;
@@ -221,16 +218,18 @@ int run_paired(const Args& args, const Config& config, const std::string& metric
                       " compares paired images: '", d, "' is not a folder");
   const ImageFolder ref(ref_dir);
   SEQGAN_CHECK_HINT(ref.size() > 0, "point --ref at a folder of images", ref_dir, " holds no images");
-  std::vector<std::string> missing;
+  std::vector<std::string> missing, partners;  // partners[i]: the generated file of ref.path(i)
   for (int64_t i = 0; i < ref.size(); ++i) {
     const auto rel = std::filesystem::relative(ref.path(i), ref_dir);
-    if (!std::filesystem::is_regular_file(std::filesystem::path(gen_dir) / rel)) missing.push_back(rel.string());
+    partners.push_back((std::filesystem::path(gen_dir) / rel).string());
+    if (!std::filesystem::is_regular_file(partners.back())) missing.push_back(rel.string());
   }
   if (!missing.empty())
     throw Error(str(gen_dir, " lacks ", missing.size(), " of the ", ref.size(), " images of ", ref_dir, " (first: ", missing.front(), ")"),
                 "pair the folders: every reference image needs a generated image of the same relative name");
-  std::unique_ptr<Lpips> lpips;
-  if (metric == "lpips") lpips = std::make_unique<Lpips>(load_lpips(config.eval.lpips_weights, to_device(resolve_device(config.device))));
+  const auto device = to_device(resolve_device(config.device));
+  Lpips lpips{nullptr};
+  if (metric == "lpips") lpips = load_lpips(config.eval.lpips_weights, device);
   const int64_t count = args.get("--count").empty() ? ref.size() : std::min<int64_t>(ref.size(), args.get_int("--count"));
   const int64_t batch = batch_option(args, config);
   double sum = 0;
@@ -239,10 +238,9 @@ int run_paired(const Args& args, const Config& config, const std::string& metric
     const int64_t end = std::min(count, start + batch);
     std::vector<at::Tensor> xs, ys;
     for (int64_t i = start; i < end; ++i) {
-      const auto rel = std::filesystem::relative(ref.path(i), ref_dir);
-      const Image a = read_image(ref.path(i), 3), b = read_image((std::filesystem::path(gen_dir) / rel).string(), 3);
-      SEQGAN_CHECK_HINT(a.width == b.width && a.height == b.height, "compare images of the same size", rel.string(), ": ",
-                        a.width, "x", a.height, " in ", ref_dir, " but ", b.width, "x", b.height, " in ", gen_dir);
+      const Image a = read_image(ref.path(i), 3), b = read_image(partners[static_cast<size_t>(i)], 3);
+      SEQGAN_CHECK_HINT(a.width == b.width && a.height == b.height, "compare images of the same size", ref.path(i), ": ",
+                        a.width, "x", a.height, ", but ", partners[static_cast<size_t>(i)], ": ", b.width, "x", b.height);
       xs.push_back(image_to_tensor(a));
       ys.push_back(image_to_tensor(b));
     }
@@ -257,7 +255,7 @@ int run_paired(const Args& args, const Config& config, const std::string& metric
       else if (metric == "psnr") sum += psnr(x, y).sum().item<double>();
       else {
         torch::NoGradGuard ng;
-        sum += (*lpips)->forward(x.to((*lpips)->features->parameters().front().device()), y.to((*lpips)->features->parameters().front().device())).sum().item<double>();
+        sum += lpips->forward(x.to(device), y.to(device)).sum().item<double>();
       }
     }
     progress.update(end);
@@ -292,12 +290,11 @@ int run_tokenizer_metric(const Args& args, const Config& config, const std::stri
   const ImageSource source = open_image_source(spec, data);
   std::unique_ptr<EvalNetwork> net;
   if (metric == "rfid" || metric == "tokenizer") net = std::make_unique<EvalNetwork>(config.eval, device);
-  std::unique_ptr<Lpips> lpips;
-  if (metric == "tokenizer" && !config.eval.lpips_weights.empty())
-    lpips = std::make_unique<Lpips>(load_lpips(config.eval.lpips_weights, device));
+  Lpips lpips{nullptr};
+  if (metric == "tokenizer" && !config.eval.lpips_weights.empty()) lpips = load_lpips(config.eval.lpips_weights, device);
   const int64_t count = args.get("--count").empty() ? -1 : args.get_int("--count");
   const TokenizerScores s = score_tokenizer(tok.model, source, count, batch_option(args, config), net.get(), nullptr,
-                                            lpips ? lpips->get() : nullptr);
+                                            lpips.is_empty() ? nullptr : lpips.get());
   SkippedFiles(source.data).report();
   const int64_t K = s.histogram.size(0);
   json j{{"metric", metric}, {"tokenizer", args.get("--tokenizer")}, {"phase", tok.phase}, {"step", tok.step},
@@ -364,7 +361,11 @@ int run_fid_stats(const Args& args) {
   if (adm && config.eval.feature_network == "inception" && !args.flag("--keep-resize")) config.eval.inception_resize = "adm";
   EvalNetwork net(config.eval, to_device(resolve_device(config.device)));
   const ImageSource source = open_image_source(args.positionals().at(0), config.data);
-  const FeatureSet set = extract_features(net, source, count_option(args, config), batch_option(args, config), "features");
+  // ADM's layout keeps the images the network saw: taken during the one pass over them.
+  at::Tensor images;
+  const bool keep_images = adm && !args.flag("--no-images");
+  const FeatureSet set = extract_features(net, source, count_option(args, config), batch_option(args, config), "features",
+                                          keep_images ? &images : nullptr);
   SkippedFiles(source.data).report();
   if (!adm) {
     const FeatureStats stats = feature_stats(net, set, source.name, source.preprocess);
@@ -377,22 +378,9 @@ int run_fid_stats(const Args& args) {
   m.spec = args.positionals().at(0);
   m.source = source.name;
   m.preprocess = source.preprocess;
-  m.network = net.name();
-  m.network_sha256 = net.weights_sha256();
-  m.resize = net.resize();
+  m.measured_with(net);
   m.set = set;
   m.count = set.features.size(0);
-  at::Tensor images;
-  if (!args.flag("--no-images")) {
-    const Transform transform(source.transform);
-    std::vector<at::Tensor> rows;
-    for (int64_t i = 0; i < m.count; ++i) {
-      const Image img = transform.apply(source.data->load(i).image, 0, 0, i);
-      at::Tensor t = at::from_blob(const_cast<uint8_t*>(img.pixels.data()), {img.height, img.width, img.channels}, at::kByte).clone();
-      rows.push_back(img.channels == 1 ? t.expand({-1, -1, 3}).contiguous() : t);
-    }
-    images = at::stack(rows);  // [N, H, W, 3] uint8, as ADM's batches hold them
-  }
   save_adm_npz(out, m, images, args.flag("--features"));
   std::cout << "wrote ADM statistics (mu, sigma, mu_s, sigma_s" << (images.defined() ? ", arr_0" : "")
             << (args.flag("--features") ? ", features, spatial" : "") << ") of " << m.count << " images of " << source.name

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/signals.h"
+#include "eval/evaluate.h"
 #include "features/classifier.h"
 #include "io/npz.h"
 #include "seqgan/error.h"
@@ -284,10 +285,7 @@ int run_sample(const Args& args) {
   fig.write_png(output.file("grid.png"));
   if (args.flag("--npz")) {
     // ADM's sample batch: arr_0 uint8 [N, H, W, 3] (grey repeated), arr_1 the class labels.
-    at::Tensor pixels = images.detach().to(at::kCPU, at::kFloat).nan_to_num(-1.0).clamp(-1.0, 1.0).add(1.0).mul(127.5).round()
-                            .to(at::kByte).permute({0, 2, 3, 1});
-    if (pixels.size(3) == 1) pixels = pixels.expand({-1, -1, -1, 3});
-    std::map<std::string, at::Tensor> arrays{{"arr_0", pixels.contiguous()}};
+    std::map<std::string, at::Tensor> arrays{{"arr_0", adm_images(images)}};
     if (ts.num_classes > 0) arrays["arr_1"] = at::tensor(cond, at::kLong);
     npz::save(output.file("samples.npz"), arrays, /*compressed=*/false);
   }

@@ -135,7 +135,7 @@ at::Tensor EvalNetwork::adm_logits(const at::Tensor& features) {
   const at::Tensor f = features.to(device_, at::kFloat);
   if (const auto inception = std::dynamic_pointer_cast<InceptionV3Fid>(net_))
     return at::matmul(f, inception->fc_weight().transpose(0, 1)).to(at::kDouble).cpu();
-  return std::dynamic_pointer_cast<Classifier>(net_)->classify(f).to(at::kDouble).cpu();
+  return logits(features);
 }
 
 at::Tensor EvalNetwork::logits(const at::Tensor& features) {
@@ -203,15 +203,17 @@ std::string describe_transform(const TransformOptions& t) {
 }
 
 FeatureSet extract_features(EvalNetwork& net, const ImageSource& source, int64_t count, int64_t batch,
-                            const std::string& label) {
+                            const std::string& label, at::Tensor* images) {
   count = resolve_count(source, count);
   SEQGAN_CHECK(batch > 0, "batch must be positive, found ", batch);
   const Transform transform(source.transform);
-  std::vector<at::Tensor> feats, logits, spatial;
+  std::vector<at::Tensor> feats, logits, spatial, kept;
   Progress progress(label, count, 1.0);
   for (int64_t start = 0; start < count; start += batch) {
     const int64_t end = std::min(count, start + batch);
-    auto out = net.run(load_batch(source, transform, start, end));
+    const at::Tensor x = load_batch(source, transform, start, end);
+    if (images) kept.push_back(adm_images(x));
+    auto out = net.run(x);
     feats.push_back(out.features);
     logits.push_back(out.logits);
     spatial.push_back(out.spatial);
@@ -219,6 +221,7 @@ FeatureSet extract_features(EvalNetwork& net, const ImageSource& source, int64_t
     throw_if_stopped(label);
   }
   progress.finish();
+  if (images) *images = at::cat(kept);
   return {at::cat(feats), at::cat(logits), at::cat(spatial)};
 }
 
@@ -234,8 +237,11 @@ FeatureStats feature_stats(const EvalNetwork& net, const FeatureSet& set, const 
   return s;
 }
 
-at::Tensor to_pixels(const at::Tensor& x) {
-  return x.detach().to(at::kCPU, at::kDouble).nan_to_num(-1.0).clamp(-1.0, 1.0).add(1.0).mul(127.5).round();
+at::Tensor to_pixels(const at::Tensor& x) { return pixel_levels(x).to(at::kDouble); }
+
+at::Tensor adm_images(const at::Tensor& x) {
+  const at::Tensor pixels = pixel_levels(x).to(at::kByte).permute({0, 2, 3, 1});  // [B, H, W, C]
+  return (pixels.size(3) == 1 ? pixels.expand({-1, -1, -1, 3}) : pixels).contiguous();
 }
 
 TokenizerScores score_tokenizer(Tokenizer& model, const ImageSource& source, int64_t count, int64_t batch,
@@ -294,19 +300,14 @@ FeatureStats stored_stats(const std::map<std::string, at::Tensor>& arrays, const
                     "store mu as [D] and sigma as [D, D]", m.spec, ": ", mu, " has shape ", s.mu.sizes(), " and ", sigma,
                     " has shape ", s.sigma.sizes(), "; expected [D] and [D, D]");
   s.count = m.count;
-  s.network = m.network;
-  s.weights_sha256 = m.network_sha256;
-  s.resize = m.resize;
-  s.source = m.source;
-  s.preprocess = m.preprocess;
-  return s;
+  return m.labelled(s);
 }
 
 // The provenance seqgan writes into its own .npz files (a JSON string as uint8 bytes).
 constexpr const char* kProvenanceMember = "seqgan_provenance";
 
 void read_npz(Measured& m, const std::map<std::string, at::Tensor>& arrays, const MeasureOptions& options,
-              const std::function<EvalNetwork&()>& network, const DataConfig& data, const std::string& label) {
+              const std::function<EvalNetwork&()>& network, const std::string& label) {
   m.file_sha256 = sha256_file(m.spec);
   m.source = m.spec;
   std::string stored_source;
@@ -325,10 +326,11 @@ void read_npz(Measured& m, const std::map<std::string, at::Tensor>& arrays, cons
     }
   }
   const bool has_images = arrays.count("arr_0") > 0;
+  std::shared_ptr<ArrayImages> images;
   if (has_images) {
-    const ArrayImages images(arrays, m.spec);
-    m.image_height = images.images().size(1);
-    m.image_width = images.images().size(2);
+    images = std::make_shared<ArrayImages>(arrays, m.spec);  // checks arr_0
+    m.image_height = images->images().size(1);
+    m.image_width = images->images().size(2);
   }
   if (arrays.count("mu") || arrays.count("sigma")) {
     for (const char* k : {"mu", "sigma"})
@@ -365,14 +367,12 @@ void read_npz(Measured& m, const std::map<std::string, at::Tensor>& arrays, cons
                       }(),
                       ")");
     ImageSource source;
-    source.data = std::make_shared<ArrayImages>(arrays, m.spec);
+    source.data = images;
     source.name = m.spec;
     source.preprocess = describe_transform(source.transform);
     EvalNetwork& net = network();
     m.set = extract_features(net, source, options.count, options.batch, label);
-    m.network = net.name();
-    m.network_sha256 = net.weights_sha256();
-    m.resize = net.resize();
+    m.measured_with(net);
     m.preprocess = source.preprocess;
     m.count = m.set.features.size(0);
     // What the file says of its images (seqgan's provenance) stays in the description.
@@ -386,21 +386,32 @@ void read_npz(Measured& m, const std::map<std::string, at::Tensor>& arrays, cons
 
 }  // namespace
 
+FeatureStats Measured::labelled(FeatureStats s) const {
+  s.network = network;
+  s.weights_sha256 = network_sha256;
+  s.resize = resize;
+  s.source = source;
+  s.preprocess = preprocess;
+  return s;
+}
+
+void Measured::measured_with(const EvalNetwork& net) {
+  network = net.name();
+  network_sha256 = net.weights_sha256();
+  resize = net.resize();
+}
+
 FeatureStats Measured::pool_stats() const {
   if (has_pool_stats) return pool;
   SEQGAN_CHECK_HINT(set.features.defined(), str("give ", kAcceptedSources), spec, ": holds no features to fit");
-  FeatureStats s = fit_gaussian(set.features);
-  s.network = network, s.weights_sha256 = network_sha256, s.resize = resize, s.source = source, s.preprocess = preprocess;
-  return s;
+  return labelled(fit_gaussian(set.features));
 }
 
 FeatureStats Measured::spatial_stats() const {
   if (has_spatial_stats) return spatial;
   SEQGAN_CHECK_HINT(set.spatial.defined(), "measure images (arr_0) or store mu_s/sigma_s, or `spatial` beside `features`",
                     spec, ": holds neither spatial statistics (mu_s, sigma_s) nor spatial features, so sFID cannot be computed");
-  FeatureStats s = fit_gaussian(set.spatial);
-  s.network = network, s.weights_sha256 = network_sha256, s.resize = resize, s.source = source, s.preprocess = preprocess;
-  return s;
+  return labelled(fit_gaussian(set.spatial));
 }
 
 Measured measure(const std::string& spec, const DataConfig& data, const std::function<EvalNetwork&()>& network,
@@ -408,7 +419,7 @@ Measured measure(const std::string& spec, const DataConfig& data, const std::fun
   Measured m;
   m.spec = spec;
   if (std::filesystem::is_regular_file(spec) && has_suffix(spec, ".npz")) {
-    read_npz(m, npz::load(spec), options, network, data, label);
+    read_npz(m, npz::load(spec), options, network, label);
     return m;
   }
   if (std::filesystem::is_regular_file(spec)) {
@@ -445,12 +456,9 @@ Measured measure(const std::string& spec, const DataConfig& data, const std::fun
   m.images = source.data;
   m.source = source.name;
   m.preprocess = source.preprocess;
-  m.network = net.name();
-  m.network_sha256 = net.weights_sha256();
-  m.resize = net.resize();
+  m.measured_with(net);
   m.count = m.set.features.size(0);
   if (source.transform.resolution > 0) m.image_height = m.image_width = source.transform.resolution;
-  m.pool = m.pool_stats();
   return m;
 }
 
@@ -478,12 +486,12 @@ std::vector<std::string> provenance_mismatches(const Measured& ref, const Measur
 void save_adm_npz(const std::string& path, const Measured& m, const at::Tensor& images, bool with_features) {
   std::map<std::string, at::Tensor> arrays;
   const FeatureStats pool = m.pool_stats();
-  arrays["mu"] = pool.mu.to(at::kDouble).contiguous();
-  arrays["sigma"] = pool.sigma.to(at::kDouble).contiguous();
+  arrays["mu"] = pool.mu.contiguous();
+  arrays["sigma"] = pool.sigma.contiguous();
   if (m.has_spatial_stats || m.set.spatial.defined()) {
     const FeatureStats sp = m.spatial_stats();
-    arrays["mu_s"] = sp.mu.to(at::kDouble).contiguous();
-    arrays["sigma_s"] = sp.sigma.to(at::kDouble).contiguous();
+    arrays["mu_s"] = sp.mu.contiguous();
+    arrays["sigma_s"] = sp.sigma.contiguous();
   }
   if (images.defined()) arrays["arr_0"] = images.contiguous();
   if (with_features && m.set.features.defined()) {

@@ -80,9 +80,10 @@ struct FeatureSet {
 };
 
 // Runs the network over the first `count` images of the source (-1: all), `batch` at a time,
-// reporting progress under `label`.
+// reporting progress under `label`. With `images`, it also keeps the images the network saw, as
+// an ADM batch (adm_images), so that a caller that writes them decodes them only once.
 FeatureSet extract_features(EvalNetwork& net, const ImageSource& source, int64_t count, int64_t batch,
-                            const std::string& label);
+                            const std::string& label, at::Tensor* images = nullptr);
 
 // The Gaussian fit of a feature set (or, with `spatial`, of its spatial features), labelled with
 // the network and the source.
@@ -114,6 +115,10 @@ struct Measured {
   // Statistics, stored or fitted from the per-image features (an error naming what is missing).
   FeatureStats pool_stats() const;
   FeatureStats spatial_stats() const;
+  // `s` with this side's provenance (network, weights hash, resize, source, preprocessing).
+  FeatureStats labelled(FeatureStats s) const;
+  // Records that `net` measured this side's images.
+  void measured_with(const EvalNetwork& net);
 };
 
 struct MeasureOptions {
@@ -161,5 +166,8 @@ TokenizerScores score_tokenizer(Tokenizer& model, const ImageSource& source, int
 // [B, C, H, W] in [-1, 1] -> the 8-bit pixel values a PNG of the images would hold (0..255, as
 // float64): how SSIM sees generated and reconstructed images.
 at::Tensor to_pixels(const at::Tensor& x);
+// [B, C, H, W] in [-1, 1] -> uint8 [B, H, W, 3], the images of an ADM batch (`arr_0`; grey is
+// repeated to three channels).
+at::Tensor adm_images(const at::Tensor& x);
 
 }  // namespace seqgan

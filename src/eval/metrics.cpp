@@ -200,10 +200,17 @@ at::Tensor manifold_radii(const at::Tensor& features, const ManifoldOptions& opt
 }
 
 PrecisionRecall precision_recall(const at::Tensor& reference, const at::Tensor& generated, const ManifoldOptions& options) {
+  return precision_recall_given_radii(reference, manifold_radii(reference, options), generated, options);
+}
+
+PrecisionRecall precision_recall_given_radii(const at::Tensor& reference, const at::Tensor& reference_radii, const at::Tensor& generated,
+                                 const ManifoldOptions& options) {
   const at::Tensor ref = as_features(reference, "reference"), gen = as_features(generated, "generated");
   SEQGAN_CHECK_HINT(ref.size(1) == gen.size(1), "compute both sets with the same feature network",
                     "precision/recall: feature dimensions differ (", ref.size(1), " vs ", gen.size(1), ")");
-  const at::Tensor ref_radii = manifold_radii(ref, options), gen_radii = manifold_radii(gen, options);
+  SEQGAN_CHECK(reference_radii.dim() == 1 && reference_radii.size(0) == ref.size(0),
+               "precision/recall: expected one radius per reference feature, found ", reference_radii.sizes());
+  const at::Tensor ref_radii = reference_radii.to(at::kFloat).cpu(), gen_radii = manifold_radii(gen, options);
   at::Tensor ref_in = at::zeros({ref.size(0)}, at::kBool), gen_in = at::zeros({gen.size(0)}, at::kBool);
   for (int64_t r = 0; r < ref.size(0); r += options.row_batch) {
     const int64_t r_end = std::min(ref.size(0), r + options.row_batch);

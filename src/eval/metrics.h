@@ -81,5 +81,9 @@ struct PrecisionRecall {
 at::Tensor manifold_radii(const at::Tensor& features, const ManifoldOptions& options = {});
 PrecisionRecall precision_recall(const at::Tensor& reference, const at::Tensor& generated,
                                  const ManifoldOptions& options = {});
+// The same with the reference's radii given (manifold_radii of `reference` with the same
+// options): one reference measured against several generated sets computes them once.
+PrecisionRecall precision_recall_given_radii(const at::Tensor& reference, const at::Tensor& reference_radii,
+                                            const at::Tensor& generated, const ManifoldOptions& options = {});
 
 }  // namespace seqgan

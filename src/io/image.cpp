@@ -90,6 +90,10 @@ at::Tensor image_to_tensor(const Image& image) {
   return out;
 }
 
+at::Tensor pixel_levels(const at::Tensor& tensor) {
+  return tensor.detach().to(at::kCPU, at::kFloat).nan_to_num(-1.0).clamp(-1.0, 1.0).add(1.0).mul(127.5).round();
+}
+
 Image tensor_to_image(const at::Tensor& tensor) {
   at::Tensor t = tensor;
   if (t.dim() == 4 && t.size(0) == 1) t = t.squeeze(0);
@@ -97,8 +101,7 @@ Image tensor_to_image(const at::Tensor& tensor) {
                     "pass one image [C, H, W] with C = 1 or 3; use tensor_to_images for a batch",
                     "expected a tensor [C, H, W] with C in {1, 3}, got ", t.sizes());
   // [C, H, W] -> [H, W, C], mapped to 0..255
-  t = t.detach().to(at::kCPU, at::kFloat).nan_to_num(-1.0).clamp(-1.0, 1.0).add(1.0).mul(127.5).round();
-  t = t.permute({1, 2, 0}).contiguous().to(at::kByte);
+  t = pixel_levels(t).permute({1, 2, 0}).contiguous().to(at::kByte);
   Image out(static_cast<int>(t.size(1)), static_cast<int>(t.size(0)), static_cast<int>(t.size(2)));
   std::memcpy(out.pixels.data(), t.data_ptr<uint8_t>(), out.pixels.size());
   return out;

@@ -67,7 +67,7 @@ void BM_TokenizerPhase1Step_paper256_cuda(benchmark::State& state) {
   Discriminator d(c.discriminator, c.data.channels, c.data.resolution);
   auto vgg = std::make_shared<Vgg16>();
   vgg->freeze();
-  PerceptualLoss perceptual(PerceptualOptions::from_config(c.perceptual), vgg);
+  PerceptualLoss perceptual(PerceptualOptions::from_config(c.perceptual, c.perceptual.alpha), vgg);
   t->to(dev), d->to(dev), perceptual->to(dev);
   torch::optim::Adam opt_g(t->parameters(), torch::optim::AdamOptions(1e-4));
   torch::optim::Adam opt_d(d->parameters(), torch::optim::AdamOptions(1e-4));

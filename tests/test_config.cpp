@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "seqgan/config.h"
 #include "seqgan/error.h"
+#include "train/state.h"
 
 using namespace seqgan;
 
@@ -52,8 +55,8 @@ TEST(Config, UnconditionalPresetsCarryThePapersSettings) {
     EXPECT_EQ(c.transformer.num_classes, 0) << r.preset;
     EXPECT_EQ(c.train_tokenizer.batch_size, r.batch1) << r.preset;
     EXPECT_EQ(c.train_tokenizer.iterations, r.iters1) << r.preset;
-    EXPECT_EQ(c.phase2.batch_size, r.batch2) << r.preset;
-    EXPECT_EQ(c.phase2.iterations, 200000) << r.preset;
+    EXPECT_EQ(c.phase2.train.batch_size, r.batch2) << r.preset;
+    EXPECT_EQ(c.phase2.train.iterations, 200000) << r.preset;
     EXPECT_EQ(c.train_ar.batch_size, r.batch_transformer) << r.preset;
     EXPECT_EQ(c.train_nar.batch_size, r.batch_transformer) << r.preset;
     EXPECT_EQ(c.train_ar.iterations, 500000) << r.preset;
@@ -168,4 +171,47 @@ TEST(Config, NumberOutOfRangeIsAnError) {
   EXPECT_THROW(config_from_json(R"({"data": 333e556886})"), Error);
   Config c;
   EXPECT_THROW(config_set(c, "train_ar.lr", "1e999"), Error);
+}
+
+// Phase 2 reads one complete section: every setting of a tokenizer phase has a phase2 key, and
+// a configuration written when phase 2 borrowed the rest from train_tokenizer loads meaning what
+// it meant then.
+TEST(Config, Phase2IsOneCompleteSectionAndOlderFilesKeepTheirMeaning) {
+  const Config paper = make_preset("paper");
+  std::vector<std::string> phase1, phase2;
+  for (const auto& f : config_fields(paper)) {
+    if (f.path.rfind("train_tokenizer.", 0) == 0) phase1.push_back(f.path.substr(16));
+    if (f.path.rfind("phase2.", 0) == 0) phase2.push_back(f.path.substr(7));
+  }
+  ASSERT_FALSE(phase1.empty());
+  for (const auto& key : phase1)
+    EXPECT_NE(std::find(phase2.begin(), phase2.end(), key), phase2.end()) << "phase2." << key << " is missing";
+
+  nlohmann::json older = nlohmann::json::parse(config_to_json(make_preset("fmnist")));
+  for (const char* key : {"lr_schedule", "warmup", "d_lr", "l1_weight", "checkpoint_every", "max_nonfinite",
+                          "autocast_bf16", "ema_decay"})
+    older["phase2"].erase(key);
+  older["phase2"]["log_every"] = 0;  // "train_tokenizer's"
+  older["phase2"]["image_every"] = 7;
+  older["train_tokenizer"]["d_lr"] = 0.003;
+  older["train_tokenizer"]["log_every"] = 11;
+  older["train_tokenizer"]["ema_decay"] = 0.5;
+  const Config c = config_from_json(older.dump());
+  EXPECT_DOUBLE_EQ(c.phase2.train.d_lr, 0.003);
+  EXPECT_EQ(c.phase2.train.log_every, 11);
+  EXPECT_EQ(c.phase2.train.image_every, 7);
+  EXPECT_DOUBLE_EQ(c.phase2.train.ema_decay, 0.5);
+  EXPECT_EQ(c.phase2.train.lr_schedule, "cosine");
+  EXPECT_DOUBLE_EQ(c.phase2.train.lr, 1e-4);  // its own, as before
+}
+
+TEST(Config, AResumedRunTakesTheScheduleButNotWhatFixesTheModel) {
+  for (const char* key : {"train_tokenizer.lr", "train_tokenizer.iterations", "train_tokenizer.log_every", "phase2.lr",
+                          "phase2.lr_schedule", "phase2.iterations", "phase2.log_every", "phase2.checkpoint_every",
+                          "train_ar.lr", "train_nar.iterations", "data.root", "threads"})
+    EXPECT_TRUE(resumable_override(key)) << key;
+  for (const char* key : {"phase2.alpha", "phase2.attn_pairs", "phase2.fresh_discriminator", "phase2.batch_size",
+                          "phase2.ema_decay", "train_tokenizer.batch_size", "train_ar.class_dropout", "tokenizer.codebook_size",
+                          "perceptual.alpha", "seed", "data.resolution", "transformer.layers"})
+    EXPECT_FALSE(resumable_override(key)) << key;
 }

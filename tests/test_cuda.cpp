@@ -208,7 +208,7 @@ TEST(Cuda, TokenizerTrainsBothPhasesUnderBf16Autocast) {
   p2.init = dir + "/p1/tokenizer.safetensors";
   p2.run_dir = dir + "/p2";
   const auto r2 = train_tokenizer(p2);
-  EXPECT_EQ(r2.step, o.config.phase2.iterations);
+  EXPECT_EQ(r2.step, o.config.phase2.train.iterations);
   for (const auto& [step, loss] : test::losses(p2.run_dir, "tokenizer_phase2")) EXPECT_TRUE(std::isfinite(loss)) << step;
   test::remove_tree(dir);
 }

@@ -107,6 +107,7 @@ class Distributed : public ::testing::Test {
     c.train_tokenizer.batch_size = 16;
     c.train_tokenizer.iterations = iterations;
     c.train_tokenizer.checkpoint_every = 100;
+    c.phase2.train.checkpoint_every = 100;
     const std::string path = dir + "/tokenizer.json";
     std::ofstream(path) << config_to_json(c);
     return path;

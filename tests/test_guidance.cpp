@@ -361,6 +361,7 @@ TEST(EmaTokenizer, BothPhasesResumeExactlyWithTheAverage) {
   const std::string dir = test::temp_dir("ema-tokenizer");
   Config config = test::tiny_tokenizer_config(test::stand_in_loss_network(dir));
   config.train_tokenizer.ema_decay = 0.8;
+  config.phase2.train.ema_decay = 0.8;
   auto run = [&](const std::string& name, int phase, bool resume, int64_t max_steps, const std::string& init) {
     TokenizerTrainOptions o;
     o.config = config;

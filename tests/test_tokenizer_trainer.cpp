@@ -143,8 +143,8 @@ TEST_F(TokenizerTrainer, Phase2HasItsOwnLogAndImageCadence) {
   run("p1");
   config.train_tokenizer.log_every = 100;
   config.train_tokenizer.image_every = 100;
-  config.phase2.log_every = 1;
-  config.phase2.image_every = 2;
+  config.phase2.train.log_every = 1;
+  config.phase2.train.image_every = 2;
   run("p2", 2, false, -1, dir + "/p1/tokenizer.safetensors");
   EXPECT_EQ(losses(dir + "/p2", "tokenizer_phase2").size(), 4u);
   EXPECT_TRUE(std::filesystem::exists(dir + "/p2/samples/recon_0000002.png"));

@@ -86,8 +86,11 @@ inline Config tiny_tokenizer_config(const std::string& loss_weights) {
   c.train_tokenizer.log_every = 1;
   c.train_tokenizer.image_every = 3;
   c.train_tokenizer.checkpoint_every = 3;
-  c.phase2.batch_size = 8;
-  c.phase2.iterations = 4;
+  c.phase2.train.batch_size = 8;
+  c.phase2.train.iterations = 4;
+  c.phase2.train.log_every = 1;
+  c.phase2.train.image_every = 3;
+  c.phase2.train.checkpoint_every = 3;
   return c;
 }
 

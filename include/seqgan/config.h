@@ -90,10 +90,12 @@ struct DiscriminatorConfig {
   bool adaptive_weight = false;   // VQGAN's gradient-norm ratio instead of the fixed weight
 };
 
-// One tokenizer training phase.
+// The training settings of one tokenizer phase: phase 1 reads `train_tokenizer`, phase 2
+// `phase2.train` (its keys are phase2.lr, phase2.batch_size, ...), and nothing else.
 struct TokenizerTrainConfig {
   int64_t batch_size = 256;
   int64_t iterations = 500000;
+  // The optimiser (Adam) and its learning-rate schedule.
   double lr = 1e-4;
   double lr_end = 5e-5;
   std::string lr_schedule = "cosine";  // constant | cosine | linear
@@ -107,22 +109,26 @@ struct TokenizerTrainConfig {
   int checkpoint_every = 5000;
   int max_nonfinite = 10;
   bool autocast_bf16 = true;           // CUDA only
-  double ema_decay = 0.0;              // EMA of the tokenizer's weights, both phases (0: off)
+  double ema_decay = 0.0;              // EMA of the tokenizer's weights (0: off)
 };
 
 // Phase 2: decoder-only fine-tuning with B&D attention.
 struct Phase2Config {
-  int64_t batch_size = 128;
-  int64_t iterations = 200000;
-  double lr = 5e-5;
-  double lr_end = 5e-5;
-  double beta1 = 0.5;
-  double beta2 = 0.9;
-  double alpha = 0.0;
+  TokenizerTrainConfig train = paper_phase2_training();
+  double alpha = 0.0;  // the semantic ratio of phase 2's perceptual loss (phase 1: perceptual.alpha)
   int attn_pairs = 1;
   bool fresh_discriminator = false;
-  int log_every = 0;    // 0: train_tokenizer.log_every
-  int image_every = 0;  // 0: train_tokenizer.image_every
+
+  static TokenizerTrainConfig paper_phase2_training() {
+    TokenizerTrainConfig t;
+    t.batch_size = 128;
+    t.iterations = 200000;
+    t.lr = 5e-5;
+    t.lr_end = 5e-5;
+    t.beta1 = 0.5;
+    t.beta2 = 0.9;
+    return t;
+  }
 };
 
 // The generative transformer (SPEC section 4); AR and NAR share it.

@@ -71,7 +71,7 @@ int run_train_tokenizer(const Args& args) {
       throw Error(e.message(), restart_hint(o.run_dir + "/checkpoint.safetensors"));
     }
   }();
-  std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; tokenizer: " << r.tokenizer_path
+  std::cout << (r.interrupted ? "stopped" : "finished") << " at step " << r.step << "; tokenizer: " << r.model_path
             << (r.interrupted ? " (continue with --resume)" : "") << "\n";
   return interrupted_exit_code();
 }

@@ -249,6 +249,24 @@ std::string config_to_json(const Config& config, int indent) {
   return dump(root, indent);
 }
 
+namespace {
+
+// Configurations written before phase 2 had its own complete training section: phase 2 then
+// took the settings it did not name from train_tokenizer, and log_every/image_every 0 meant
+// "train_tokenizer's". Written out here, they mean what they meant when the run was made.
+void upgrade_phase2_section(json& j) {
+  if (!j.is_object() || !j.contains("phase2") || !j["phase2"].is_object() || !j.contains("train_tokenizer") ||
+      !j["train_tokenizer"].is_object() || j["phase2"].contains("d_lr"))
+    return;
+  json& p2 = j["phase2"];
+  for (const auto& [key, value] : j["train_tokenizer"].items()) {
+    const bool inherited_zero = (key == "log_every" || key == "image_every") && p2.contains(key) && p2[key] == 0;
+    if (!p2.contains(key) || inherited_zero) p2[key] = value;
+  }
+}
+
+}  // namespace
+
 Config config_from_json(const std::string& text, const std::string& where) {
   json j;
   try {
@@ -258,6 +276,7 @@ Config config_from_json(const std::string& text, const std::string& where) {
     throw Error(str(where, ": not valid JSON: ", e.what()), "configuration files are JSON objects");
   }
   if (!j.is_object()) throw Error(str(where, ": expected a JSON object, found ", j.type_name()));
+  upgrade_phase2_section(j);
   Config config = make_preset(j.contains("preset") && j["preset"].is_string() ? j["preset"].get<std::string>() : "paper");
   std::vector<std::pair<std::string, json>> flat;
   flatten(j, "", flat);

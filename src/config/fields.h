@@ -30,6 +30,33 @@ inline Rule one_of(std::vector<std::string> choices) {
 }
 
 // Calls v(path, field, help, rule) for every field of `c`, in the order the help prints them.
+// The keys of one tokenizer phase's training settings (TokenizerTrainConfig) under `prefix`:
+// phase 1's train_tokenizer.* and phase 2's phase2.* are the same list.
+template <class T, class V>
+void tokenizer_training_fields(V& v, const std::string& prefix, T& t) {
+  const Rule none;
+  const Rule positive = range(1, 1e12);
+  const Rule nonneg = range(0, 1e12);
+  const Rule lr = range(0, 1);
+  const Rule beta = range(0, 0.999999);
+  v(prefix + "batch_size", t.batch_size, "images per step (all ranks)", positive);
+  v(prefix + "iterations", t.iterations, "training steps", positive);
+  v(prefix + "lr", t.lr, "peak learning rate", lr);
+  v(prefix + "lr_end", t.lr_end, "final learning rate", lr);
+  v(prefix + "lr_schedule", t.lr_schedule, "learning-rate schedule", one_of({"constant", "cosine", "linear"}));
+  v(prefix + "warmup", t.warmup, "linear warm-up steps", nonneg);
+  v(prefix + "beta1", t.beta1, "Adam beta1", beta);
+  v(prefix + "beta2", t.beta2, "Adam beta2", beta);
+  v(prefix + "d_lr", t.d_lr, "discriminator learning rate", lr);
+  v(prefix + "l1_weight", t.l1_weight, "weight of |x - x^|_1", range(0, 1e6));
+  v(prefix + "log_every", t.log_every, "steps between log lines", positive);
+  v(prefix + "image_every", t.image_every, "steps between reconstruction grids", positive);
+  v(prefix + "checkpoint_every", t.checkpoint_every, "steps between checkpoints", positive);
+  v(prefix + "max_nonfinite", t.max_nonfinite, "stop after this many non-finite losses in a row", positive);
+  v(prefix + "autocast_bf16", t.autocast_bf16, "bf16 autocast (CUDA only)", none);
+  v(prefix + "ema_decay", t.ema_decay, "exponential moving average of the weights (0: off; kept beside the raw weights)", range(0, 0.999999));
+}
+
 template <class C, class V>
 void visit_fields(C& c, V&& v) {
   const Rule none;
@@ -109,36 +136,11 @@ void visit_fields(C& c, V&& v) {
   v("discriminator.start_iter", g.start_iter, "phase-1 iteration the GAN loss starts (phase 2 uses it from its first step)", nonneg);
   v("discriminator.adaptive_weight", g.adaptive_weight, "VQGAN adaptive weight instead of the fixed one", none);
 
-  auto& tt = c.train_tokenizer;
-  v("train_tokenizer.batch_size", tt.batch_size, "images per step (all ranks)", positive);
-  v("train_tokenizer.iterations", tt.iterations, "training steps", positive);
-  v("train_tokenizer.lr", tt.lr, "peak learning rate", lr);
-  v("train_tokenizer.lr_end", tt.lr_end, "final learning rate", lr);
-  v("train_tokenizer.lr_schedule", tt.lr_schedule, "learning-rate schedule", one_of({"constant", "cosine", "linear"}));
-  v("train_tokenizer.warmup", tt.warmup, "linear warm-up steps", nonneg);
-  v("train_tokenizer.beta1", tt.beta1, "Adam beta1", beta);
-  v("train_tokenizer.beta2", tt.beta2, "Adam beta2", beta);
-  v("train_tokenizer.d_lr", tt.d_lr, "discriminator learning rate", lr);
-  v("train_tokenizer.l1_weight", tt.l1_weight, "weight of |x - x^|_1", range(0, 1e6));
-  v("train_tokenizer.log_every", tt.log_every, "steps between log lines", positive);
-  v("train_tokenizer.image_every", tt.image_every, "steps between reconstruction grids", positive);
-  v("train_tokenizer.checkpoint_every", tt.checkpoint_every, "steps between checkpoints", positive);
-  v("train_tokenizer.max_nonfinite", tt.max_nonfinite, "stop after this many non-finite losses in a row", positive);
-  v("train_tokenizer.autocast_bf16", tt.autocast_bf16, "bf16 autocast (CUDA only)", none);
-  v("train_tokenizer.ema_decay", tt.ema_decay, "exponential moving average of the weights, both phases (0: off; kept beside the raw weights)", range(0, 0.999999));
-
-  auto& p2 = c.phase2;
-  v("phase2.batch_size", p2.batch_size, "images per step (all ranks)", positive);
-  v("phase2.iterations", p2.iterations, "training steps", positive);
-  v("phase2.lr", p2.lr, "learning rate", lr);
-  v("phase2.lr_end", p2.lr_end, "final learning rate (cosine)", lr);
-  v("phase2.beta1", p2.beta1, "Adam beta1", beta);
-  v("phase2.beta2", p2.beta2, "Adam beta2", beta);
-  v("phase2.alpha", p2.alpha, "semantic ratio of the phase-2 perceptual loss", unit);
-  v("phase2.attn_pairs", p2.attn_pairs, "B&D attention pairs added per decoder level", range(0, 64));
-  v("phase2.fresh_discriminator", p2.fresh_discriminator, "start the discriminator afresh", none);
-  v("phase2.log_every", p2.log_every, "steps between log lines (0: train_tokenizer.log_every)", nonneg);
-  v("phase2.image_every", p2.image_every, "steps between reconstruction grids (0: train_tokenizer.image_every)", nonneg);
+  tokenizer_training_fields(v, "train_tokenizer.", c.train_tokenizer);
+  v("phase2.alpha", c.phase2.alpha, "semantic ratio of the phase-2 perceptual loss", unit);
+  v("phase2.attn_pairs", c.phase2.attn_pairs, "B&D attention pairs added per decoder level", range(0, 64));
+  v("phase2.fresh_discriminator", c.phase2.fresh_discriminator, "start the discriminator afresh", none);
+  tokenizer_training_fields(v, "phase2.", c.phase2.train);
 
   auto& tr = c.transformer;
   v("transformer.layers", tr.layers, "transformer blocks", range(1, 1024));

@@ -48,7 +48,7 @@ Config unconditional(const std::string& name, const std::string& dataset, const 
   c.transformer.num_classes = 0;
   c.train_tokenizer.batch_size = batch1;
   c.train_tokenizer.iterations = iters1;
-  c.phase2.batch_size = batch2;
+  c.phase2.train.batch_size = batch2;
   for (auto* t : {&c.train_ar, &c.train_nar}) {
     t->batch_size = batch_transformer;
     t->iterations = 500000;
@@ -124,11 +124,15 @@ Config fmnist() {
   c.train_tokenizer.log_every = 50;
   c.train_tokenizer.image_every = 500;
   c.train_tokenizer.checkpoint_every = 500;
-  c.phase2.batch_size = 32;
+  c.phase2.train.batch_size = 32;
   // Phase 2 fine-tunes only the decoder (plus the new attention): a few hundred steps suffice.
-  c.phase2.iterations = 500;
-  c.phase2.lr = 1e-4;
-  c.phase2.lr_end = 1e-4;
+  c.phase2.train.iterations = 500;
+  c.phase2.train.lr = 1e-4;
+  c.phase2.train.lr_end = 1e-4;
+  c.phase2.train.d_lr = 2e-4;
+  c.phase2.train.log_every = 50;
+  c.phase2.train.image_every = 500;
+  c.phase2.train.checkpoint_every = 500;
   // 64 tokens of K = 256: a small transformer (0.9M parameters) learns them in minutes on a CPU.
   c.transformer.layers = 4;
   c.transformer.width = 128;

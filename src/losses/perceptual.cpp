@@ -19,9 +19,9 @@ at::Tensor unit_normalize(const at::Tensor& f, double eps) {
 
 }  // namespace
 
-PerceptualOptions PerceptualOptions::from_config(const PerceptualConfig& config) {
+PerceptualOptions PerceptualOptions::from_config(const PerceptualConfig& config, double alpha) {
   PerceptualOptions o;
-  o.alpha = config.alpha;
+  o.alpha = alpha;
   o.weight = config.weight;
   o.lpips_normalize = config.lpips_normalize;
   o.low_taps = config.low_taps;
@@ -113,7 +113,7 @@ PerceptualResult PerceptualLossImpl::forward(const at::Tensor& reconstruction, c
 }
 
 PerceptualLoss make_perceptual_loss(const PerceptualConfig& config, const torch::Device& device) {
-  return PerceptualLoss(PerceptualOptions::from_config(config), load_feature_network(config.network, config.weights, device));
+  return PerceptualLoss(PerceptualOptions::from_config(config, config.alpha), load_feature_network(config.network, config.weights, device));
 }
 
 }  // namespace seqgan

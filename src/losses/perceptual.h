@@ -26,7 +26,9 @@ struct PerceptualOptions {
   std::vector<std::string> low_taps{"relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"};
   std::vector<std::string> sem_taps{"relu5_3", "logit"};
 
-  static PerceptualOptions from_config(const PerceptualConfig& config);
+  // `alpha`: the semantic ratio of the phase being trained (phase 1: config.alpha; phase 2:
+  // phase2.alpha).
+  static PerceptualOptions from_config(const PerceptualConfig& config, double alpha);
 };
 
 struct PerceptualResult {

@@ -12,6 +12,7 @@
 #include "seqgan/config.h"
 #include "seqgan/data.h"
 #include "seqgan/log.h"
+#include "seqgan/train.h"  // StopFlag
 
 namespace seqgan {
 
@@ -136,9 +137,6 @@ std::string restart_hint(const std::string& checkpoint_path);
 void write_text_atomic(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);
 bool file_exists(const std::string& path);
-
-// Set by the programs' SIGINT/SIGTERM handler; training loops poll it, write a checkpoint and stop.
-using StopFlag = std::function<bool()>;
 
 torch::Device to_device(const std::string& resolved_device);
 

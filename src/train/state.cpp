@@ -64,13 +64,16 @@ bool TrainState::skip_nonfinite(double loss, int64_t max_in_row) {
 }
 
 bool resumable_override(const std::string& key) {
+  // Phase 2's own settings (the loss, the architecture, the discriminator's start) are fixed.
+  const bool phase2_training = key.rfind("phase2.", 0) == 0 && key != "phase2.alpha" && key != "phase2.attn_pairs" &&
+                               key != "phase2.fresh_discriminator";
   for (const char* section : {"train_tokenizer.", "train_ar.", "train_nar."})
-    if (key.rfind(section, 0) == 0)
+    if (phase2_training || key.rfind(section, 0) == 0)
       // The batch fixes the data order; the null condition is part of the vocabulary; an average
       // restarted halfway would not be the one the run keeps.
       return key.find("batch_size") == std::string::npos && key.find("class_dropout") == std::string::npos &&
              key.find("ema_decay") == std::string::npos;
-  for (const char* k : {"phase2.lr", "phase2.lr_end", "phase2.iterations", "data.root", "data.val_root", "data.num_workers", "data.prefetch", "data.skip_bad_files",
+  for (const char* k : {"data.root", "data.val_root", "data.num_workers", "data.prefetch", "data.skip_bad_files",
                         "threads", "device"})
     if (key == k) return true;
   return false;
@@ -103,8 +106,9 @@ ResumePoint open_resume(const std::string& path, const std::string& kind, Config
     if (before == after) continue;  // what the run has already
     SEQGAN_CHECK_HINT(resumable_override(key),
                       "a resumed run keeps the settings it was started with, except the training schedule "
-                      "(train_tokenizer.*, train_ar.*, train_nar.*, phase2.lr, phase2.lr_end, phase2.iterations; "
-                      "batch sizes excepted) and where the data are read; start a new run to change the rest",
+                      "(train_tokenizer.*, phase2.* but alpha, attn_pairs and fresh_discriminator, train_ar.*, "
+                      "train_nar.*; batch sizes, class dropout and EMA decay excepted) and where the data are read; "
+                      "start a new run to change the rest",
                       "--set ", assignment, " cannot apply to the resumed run in ", path, " (it has ", key, " = ", before, ")");
     config = std::move(changed);
     log_info(str("resuming with ", key, " = ", after, " (the run had ", before, ")"));

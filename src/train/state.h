@@ -32,8 +32,9 @@ struct TrainState {
 // exists and has `kind`; replaces `config` by the run's own configuration (it fixed what is
 // trained), keeping only where to run (threads, device) from the caller's, then applies the
 // command line's `overrides` ("key=value", as --set) that a resumed run may change: the training
-// schedule (train_tokenizer.*, train_ar.*, train_nar.*, batch sizes, class dropout and EMA decay
-// excepted; phase2.lr, lr_end, iterations) and where the data
+// schedule (train_tokenizer.*, phase2.*, train_ar.*, train_nar.*: the step budget, learning
+// rate and schedule, logging and checkpoints; batch sizes, class dropout, EMA decay and phase 2's
+// alpha, attention and discriminator excepted) and where the data
 // are read from (data.root, data.val_root, data.num_workers, data.prefetch,
 // data.skip_bad_files). Any other override is refused, naming the key.
 struct ResumePoint {

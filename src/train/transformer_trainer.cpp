@@ -14,6 +14,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokens.h"
 #include "train/distributed.h"
+#include "train/loop.h"
 #include "train/optim.h"
 #include "train/ema.h"
 #include "train/state.h"
@@ -117,245 +118,245 @@ TokenSetScore score_tokens(TransformerImpl& model, const at::Tensor& codes, cons
   return {loss_sum / std::max(count, 1.0), correct / std::max(count, 1.0)};
 }
 
-TransformerTrainResult train_transformer(const TransformerTrainOptions& opt) {
-  SEQGAN_CHECK_HINT(!opt.run_dir.empty(), "pass --out DIR", "no run directory given");
-  const std::string ckpt_path = opt.run_dir + "/checkpoint.safetensors";
-  const std::string model_path = opt.run_dir + "/transformer.safetensors";
-  const std::string kind = transformer_kind(opt.causal);
-  Config config = opt.config;
-  const BlasThreads blas(at::get_num_threads());  // large products dominate here
+namespace {
 
-  safetensors::File resume_file;
-  CheckpointMeta resume_meta;
-  // The directory is locked first: no other process may write it while this one reads its state.
-  const bool writer = !opt.group || opt.group->rank() == 0;
-  RunDir run(opt.run_dir, writer, RunDir::start_mode(opt.resume, opt.overwrite));
-  if (opt.resume) {
-    auto r = open_resume(ckpt_path, "transformer-train", config, opt.resume_overrides);
-    resume_file = std::move(r.file);
-    resume_meta = std::move(r.meta);
-    SEQGAN_CHECK_HINT(resume_meta.extra["model_kind"] == kind, "resume with the --kind the run was started with", ckpt_path,
-                      " trains a ", resume_meta.extra["model_kind"], ", not a ", kind);
-  }
-  const auto& tc = opt.causal ? config.train_ar : config.train_nar;
-  const auto device = to_device(resolve_device(config.device));
-  const bool autocast = device.is_cuda() && tc.autocast_bf16;
-  torch::manual_seed(config.seed);
+class TransformerTrainer {
+ public:
+  explicit TransformerTrainer(const TransformerTrainOptions& opt);
+  TrainResult run();
 
-  // Data.
-  SEQGAN_CHECK_HINT(!opt.tokens.empty(), "make one with `seqgan tokenize`", "no training token file given");
-  const TokenFile train_file = load_tokens(opt.tokens);
-  TokenSpace space;
-  space.codebook_size = train_file.codebook_size;
-  space.length = train_file.indices.size(1) * train_file.indices.size(2);
-  if (!opt.resume && config.transformer.num_classes > 0) {
+ private:
+  void load_token_sets();
+  void restore_or_share();
+  // The codes [b, L] and class ids [b] of this rank's share of the step's batch.
+  std::pair<at::Tensor, at::Tensor> next_batch();
+  void log_step(const LossTerms& terms, double loss, double lr);
+  void validate();
+  void save(const std::string& why);
+
+  const TransformerTrainOptions& opt_;
+  Config config_;
+  TrainingLoop loop_;
+  const std::string kind_;
+  TransformerTrainConfig tc_;
+  torch::Device device_{torch::kCPU};
+  bool autocast_ = false;
+  TokenFile train_file_;
+  TokenSpace space_;
+  TokenSet train_, val_;
+  int64_t local_batch_ = 0, batches_per_epoch_ = 0;
+  Transformer model_{nullptr};
+  std::unique_ptr<Adam> optimizer_;
+  Ema ema_;
+  at::Tensor perm_;  // the epoch's order
+  int64_t perm_epoch_ = -1;
+  TrainResult result_;
+};
+
+TransformerTrainer::TransformerTrainer(const TransformerTrainOptions& opt)
+    : opt_(opt),
+      config_(opt.config),
+      loop_(opt, "transformer-train", "transformer.safetensors", config_),
+      kind_(transformer_kind(opt.causal)) {
+  if (loop_.resuming())
+    SEQGAN_CHECK_HINT(loop_.resume_meta().extra["model_kind"] == kind_, "resume with the --kind the run was started with",
+                      loop_.checkpoint_path(), " trains a ", loop_.resume_meta().extra["model_kind"], ", not a ", kind_);
+  tc_ = opt.causal ? config_.train_ar : config_.train_nar;
+  device_ = to_device(resolve_device(config_.device));
+  autocast_ = device_.is_cuda() && tc_.autocast_bf16;
+  torch::manual_seed(config_.seed);
+  load_token_sets();
+
+  model_ = Transformer(config_.transformer, space_, opt.causal);
+  model_->to(device_);
+  model_->train();
+  optimizer_ = std::make_unique<Adam>(AdamOptions{tc_.lr, tc_.beta1, tc_.beta2, 1e-8, tc_.weight_decay});
+  for (const auto& p : model_->named_parameters()) optimizer_->add(p.key(), p.value(), decays(p.key()));
+  restore_or_share();
+  loop_.begin(config_, opt.causal ? "AR" : "NAR", tc_.iterations);
+  result_.model_path = loop_.model_path();
+}
+
+// The training and validation codes, and the token space they fix.
+void TransformerTrainer::load_token_sets() {
+  SEQGAN_CHECK_HINT(!opt_.tokens.empty(), "make one with `seqgan tokenize`", "no training token file given");
+  train_file_ = load_tokens(opt_.tokens);
+  space_.codebook_size = train_file_.codebook_size;
+  space_.length = train_file_.indices.size(1) * train_file_.indices.size(2);
+  if (!loop_.resuming() && config_.transformer.num_classes > 0) {
     // A class-conditional model takes its classes from the tokens it learns: the preset's count
     // (1000 for ImageNet) is only a default.
-    const bool labeled = train_file.labels.numel() > 0 && train_file.labels.min().item<int64_t>() >= 0;
-    const int64_t named = static_cast<int64_t>(train_file.class_names.size());
+    const bool labeled = train_file_.labels.numel() > 0 && train_file_.labels.min().item<int64_t>() >= 0;
+    const int64_t named = static_cast<int64_t>(train_file_.class_names.size());
     if (!labeled) {
-      log_info(str(opt.tokens, " holds unlabeled images: an unconditional model (transformer.num_classes 0)"));
-      config.transformer.num_classes = 0;
-    } else if (named > 0 && named != config.transformer.num_classes) {
-      log_info(str("transformer.num_classes = ", named, ", the classes of ", opt.tokens, " (the configuration said ",
-                   config.transformer.num_classes, ")"));
-      config.transformer.num_classes = static_cast<int>(named);
+      log_info(str(opt_.tokens, " holds unlabeled images: an unconditional model (transformer.num_classes 0)"));
+      config_.transformer.num_classes = 0;
+    } else if (named > 0 && named != config_.transformer.num_classes) {
+      log_info(str("transformer.num_classes = ", named, ", the classes of ", opt_.tokens, " (the configuration said ",
+                   config_.transformer.num_classes, ")"));
+      config_.transformer.num_classes = static_cast<int>(named);
     }
   }
-  space.num_classes = config.transformer.num_classes;
+  space_.num_classes = config_.transformer.num_classes;
   // Class dropout trains the null condition that classifier-free guidance samples against.
-  space.null_class = space.num_classes > 0 && tc.class_dropout > 0;
-  TokenSet train = token_set(train_file, space, opt.tokens);
-  TokenSet val;
-  if (!opt.val_tokens.empty()) {
-    val = token_set(load_tokens(opt.val_tokens), space, opt.val_tokens);
+  space_.null_class = space_.num_classes > 0 && tc_.class_dropout > 0;
+  train_ = token_set(train_file_, space_, opt_.tokens);
+  if (!opt_.val_tokens.empty()) {
+    val_ = token_set(load_tokens(opt_.val_tokens), space_, opt_.val_tokens);
   } else {
     // A fixed, seeded share of the training file, never trained on.
-    const int64_t N = train.codes.size(0);
-    const int64_t n_val = std::max<int64_t>(1, static_cast<int64_t>(std::llround(tc.val_fraction * static_cast<double>(N))));
-    SEQGAN_CHECK_HINT(N - n_val >= tc.batch_size, "use more tokens or a smaller batch", "token file of ", N,
+    const int64_t N = train_.codes.size(0);
+    const int64_t n_val = std::max<int64_t>(1, static_cast<int64_t>(std::llround(tc_.val_fraction * static_cast<double>(N))));
+    SEQGAN_CHECK_HINT(N - n_val >= tc_.batch_size, "use more tokens or a smaller batch", "token file of ", N,
                       " images leaves too few for training after holding out ", n_val);
-    auto g = make_generator(config.seed + 7919);
+    auto g = make_generator(config_.seed + 7919);
     const auto perm = at::randperm(N, g, at::TensorOptions(at::kLong));
     const auto vi = perm.narrow(0, N - n_val, n_val), ti = perm.narrow(0, 0, N - n_val);
-    val = {train.codes.index_select(0, vi), train.labels.index_select(0, vi)};
-    train = {train.codes.index_select(0, ti), train.labels.index_select(0, ti)};
+    val_ = {train_.codes.index_select(0, vi), train_.labels.index_select(0, vi)};
+    train_ = {train_.codes.index_select(0, ti), train_.labels.index_select(0, ti)};
   }
-  const int64_t N = train.codes.size(0);
-  const int64_t batches_per_epoch = N / tc.batch_size;
-  SEQGAN_CHECK_HINT(batches_per_epoch > 0, "lower the batch size", "the token set (", N, " images) gives no full batch of ",
-                    tc.batch_size);
-  const bool conditional = space.num_classes > 0;
-  ProcessGroup* const group = opt.group.get();
-  const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
-  SEQGAN_CHECK_HINT(tc.batch_size % world == 0, "choose a batch size divisible by the number of ranks",
-                    "the global batch of ", tc.batch_size, " sequences does not split evenly over ", world, " ranks");
-  const int64_t local_batch = tc.batch_size / world;
+  const int64_t N = train_.codes.size(0);
+  batches_per_epoch_ = N / tc_.batch_size;
+  SEQGAN_CHECK_HINT(batches_per_epoch_ > 0, "lower the batch size", "the token set (", N, " images) gives no full batch of ",
+                    tc_.batch_size);
+  SEQGAN_CHECK_HINT(tc_.batch_size % loop_.world() == 0, "choose a batch size divisible by the number of ranks",
+                    "the global batch of ", tc_.batch_size, " sequences does not split evenly over ", loop_.world(), " ranks");
+  local_batch_ = tc_.batch_size / loop_.world();
+}
 
-  // Model and optimiser.
-  Transformer model(config.transformer, space, opt.causal);
-  model->to(device);
-  model->train();
-  Adam optimizer({tc.lr, tc.beta1, tc.beta2, 1e-8, tc.weight_decay});
-  for (const auto& p : model->named_parameters()) optimizer.add(p.key(), p.value(), decays(p.key()));
-
-  TrainState st;
-  if (opt.resume) {
-    load_state_dict(*model, with_prefix(resume_file.tensors, "model."), {}, ckpt_path);
-    optimizer.load_state(resume_file.tensors, "opt.", ckpt_path);
-    st = TrainState::from_meta(resume_meta, resume_file.tensors);
+// On resume: the weights, optimiser state and average of the checkpoint; with ranks, every rank
+// starts from rank 0's weights.
+void TransformerTrainer::restore_or_share() {
+  if (loop_.resuming()) {
+    load_state_dict(*model_, with_prefix(loop_.resume_tensors(), "model."), {}, loop_.checkpoint_path());
+    optimizer_->load_state(loop_.resume_tensors(), "opt.", loop_.checkpoint_path());
   }
-
-  if (group) {
+  if (ProcessGroup* group = loop_.group()) {
     std::vector<at::Tensor> shared;
-    for (const auto& p : model->parameters()) shared.push_back(p);
+    for (const auto& p : model_->parameters()) shared.push_back(p);
     group->broadcast(shared);
   }
-  Ema ema(*model, tc.ema_decay);
-  if (opt.resume) ema.load(resume_file.tensors, "ema.", ckpt_path);
-  resume_file = {};
+  ema_ = Ema(*model_, tc_.ema_decay);
+  if (loop_.resuming()) ema_.load(loop_.resume_tensors(), "ema.", loop_.checkpoint_path());
+}
 
-  run.begin(config, st.step);
-  int64_t saved_at = opt.resume ? st.step : -1;  // a checkpoint of this step exists
-  auto save = [&](const std::string& why) {
-    if (!run.writer() || st.step == saved_at) return;
-    safetensors::TensorMap t;
-    for (const auto& [k, v] : state_dict(*model)) t["model." + k] = v;
-    optimizer.save_state(t, "opt.");
-    auto averaged = ema.state(*model, "ema.");
-    for (const auto& [k, v] : averaged) t[k] = v;
-    CheckpointMeta meta;
-    meta.kind = "transformer-train";
-    meta.config_json = config_to_json(config, -1);
-    meta.step = st.step;
-    meta.extra["model_kind"] = kind;
-    token_space_to_extra(space, meta.extra);
-    check_finite_state(t, st.step, ckpt_path, str(opt.causal ? "train_ar" : "train_nar", ".lr"));
-    st.to_meta(meta, t);
-    if (conditional && !train_file.class_names.empty())
-      meta.extra["class_names"] = nlohmann::json(train_file.class_names).dump();
-    safetensors::save(ckpt_path, t, meta.to_metadata());
-    CheckpointMeta model_meta;
-    model_meta.kind = kind;
-    model_meta.config_json = meta.config_json;
-    model_meta.step = st.step;
-    token_space_to_extra(space, model_meta.extra);
-    if (meta.extra.count("class_names")) model_meta.extra["class_names"] = meta.extra["class_names"];
-    if (ema.enabled()) {
-      model_meta.extra["ema_decay"] = nlohmann::json(ema.decay()).dump();
-      averaged.erase("ema.__updates");
-    }
-    save_checkpoint(model_path, *model, model_meta, averaged);
-    saved_at = st.step;
-    log_info(str("step ", st.step, " | checkpoint written (", why, "): ", model_path));
-  };
+TrainResult TransformerTrainer::run() {
+  const int64_t N = train_.codes.size(0);
+  TrainState& st = loop_.state();
+  log_info(str("train-transformer ", opt_.causal ? "AR" : "NAR", " | ", count_parameters(*model_), " parameters | ",
+               N, " training / ", val_.codes.size(0), " validation images of ", space_.length, " tokens (K = ",
+               space_.codebook_size, ", ", space_.num_classes > 0 ? std::to_string(space_.num_classes) + " classes" : "unconditional",
+               ") | batch ", tc_.batch_size, " | ", tc_.iterations, " steps | ", device_.str(), " | ", machine_summary()));
+  if (loop_.resuming()) log_info(str("resuming at step ", st.step, " (epoch ", st.epoch, ", batch ", st.position, ")"));
 
-  TransformerTrainResult result;
-  result.model_path = model_path;
-  auto validate = [&]() {
-    if (rank != 0) return;  // the others go on to the next step's collectives and wait there
-    const auto s = score_tokens(*model, val.codes, conditional ? val.labels : at::Tensor(), tc.batch_size,
-                                tc.label_smoothing, config.seed);
-    result.val_loss = s.loss;
-    result.val_accuracy = s.accuracy;
-    log_info(str("step ", st.step, " | val loss ", fmt(s.loss), " | val top-1 ", fmt(100 * s.accuracy), "% (",
-                 val.codes.size(0), " images)"));
-    if (run.writer()) run.metrics().write("val", st.step, {{"loss", s.loss}, {"accuracy", s.accuracy}});
-  };
-
-  log_info(str("train-transformer ", opt.causal ? "AR" : "NAR", " | ", count_parameters(*model), " parameters | ",
-               N, " training / ", val.codes.size(0), " validation images of ", space.length, " tokens (K = ",
-               space.codebook_size, ", ", conditional ? std::to_string(space.num_classes) + " classes" : "unconditional",
-               ") | batch ", tc.batch_size, " | ", tc.iterations, " steps | ", device.str(), " | ", machine_summary()));
-  if (opt.resume) log_info(str("resuming at step ", st.step, " (epoch ", st.epoch, ", batch ", st.position, ")"));
-
-  Progress progress(opt.causal ? "AR" : "NAR", tc.iterations);
-  std::map<std::string, double> window;
-  int64_t window_steps = 0, done_here = 0;
-  auto window_start = std::chrono::steady_clock::now();
-  at::Tensor perm;
-  int64_t perm_epoch = -1;
-  std::string stop_reason = "final";
-  while (st.step < tc.iterations) {
-    const bool signalled = any_rank(group, opt.stop && opt.stop());
-    if (signalled || (opt.max_steps >= 0 && done_here >= opt.max_steps)) {
-      result.interrupted = true;
-      stop_reason = signalled ? "interrupted" : "--max-steps reached";
-      break;
-    }
-    if (st.position >= batches_per_epoch) {
-      ++st.epoch;
-      st.position = 0;
-    }
-    if (perm_epoch != st.epoch) {
-      auto g = make_generator(config.seed * 1000003ULL + static_cast<uint64_t>(st.epoch));
-      perm = at::randperm(N, g, at::TensorOptions(at::kLong));
-      perm_epoch = st.epoch;
-    }
-    const auto idx = perm.narrow(0, st.position * tc.batch_size + rank * local_batch, local_batch);
-    ++st.position;
-    const auto codes = train.codes.index_select(0, idx).to(device);
-    auto labels = conditional ? train.labels.index_select(0, idx).to(device) : at::Tensor();
-    if (space.null_class) labels = drop_classes(labels, tc.class_dropout, space.null_class_id(), config.seed, st.step,
-                                                tc.batch_size, rank * local_batch);
-
-    const double lr = schedule_lr(tc.lr_schedule, st.step, tc.iterations, tc.lr, tc.lr_end, tc.warmup, tc.decay_start);
-    optimizer.set_lr(lr);
+  while (loop_.keep_going()) {
+    const auto [codes, labels] = next_batch();
+    const double lr = schedule_lr(tc_.lr_schedule, st.step, tc_.iterations, tc_.lr, tc_.lr_end, tc_.warmup, tc_.decay_start);
+    optimizer_->set_lr(lr);
     LossTerms terms;
     {
-      AutocastGuard ac(autocast);
-      terms = objective(*model, codes, labels, tc.label_smoothing, c10::nullopt);
+      AutocastGuard ac(autocast_);
+      terms = objective(*model_, codes, labels, tc_.label_smoothing, c10::nullopt);
     }
-    double loss_value = terms.loss.item<double>();
     // The mean over the ranks, as one process with the whole batch would log it (NaN on any rank: all skip).
-    loss_value = global_loss(group, loss_value);
-    if (st.skip_nonfinite(loss_value, tc.max_nonfinite)) {
-      optimizer.zero_grad();
+    const double loss_value = global_loss(loop_.group(), terms.loss.item<double>());
+    if (st.skip_nonfinite(loss_value, tc_.max_nonfinite)) {
+      optimizer_->zero_grad();
       continue;
     }
-    optimizer.zero_grad();
+    optimizer_->zero_grad();
     terms.loss.backward();
-    if (group) group->average_gradients(optimizer.params());
-    optimizer.step();
-    ema.update();
-    ++st.step;
-    ++done_here;
-
-    window["loss"] += loss_value;
-    window["accuracy"] += (terms.logits.argmax(1) == terms.targets).to(at::kDouble).mean().item<double>();
-    ++window_steps;
-    progress.update(st.step, str("loss ", fmt(loss_value)));
-    if (st.step % tc.log_every == 0 || st.step == tc.iterations) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      std::map<std::string, double> m;
-      for (const auto& [k, v] : window) m[k] = v / static_cast<double>(window_steps);
-      if (group) m = group->average(m);
-      m["lr"] = lr;
-      m["img_per_s"] = static_cast<double>(window_steps * tc.batch_size) / std::max(secs, 1e-9);
-      log_info(str("step ", st.step, " | loss ", fmt(m["loss"]), " | top-1 ", fmt(100 * m["accuracy"]), "% | lr ",
-                   fmt(lr), " | ", fmt(m["img_per_s"]), " img/s"));
-      if (run.writer()) run.metrics().write("train", st.step, m);
-      window.clear();
-      window_steps = 0;
-      window_start = std::chrono::steady_clock::now();
-    }
-    if (st.step % tc.val_every == 0 && st.step < tc.iterations) validate();
-    if (st.step % tc.checkpoint_every == 0 && st.step < tc.iterations) save("periodic");
+    if (loop_.group()) loop_.group()->average_gradients(optimizer_->params());
+    optimizer_->step();
+    ema_.update();
+    loop_.step_taken(loss_value);
+    loop_.count_images(tc_.batch_size);
+    log_step(terms, loss_value, lr);
+    if (st.step % tc_.val_every == 0 && st.step < tc_.iterations) validate();
+    if (st.step % tc_.checkpoint_every == 0 && st.step < tc_.iterations) save("periodic");
   }
-  if (!result.interrupted) {
-    progress.finish();
+  if (!loop_.interrupted()) {
+    loop_.finish();
     validate();
-    if (group) {
+    if (ProcessGroup* group = loop_.group()) {
       // Rank 0 validated; every rank reports its figures.
-      std::vector<at::Tensor> v{at::tensor({result.val_loss, result.val_accuracy}, at::kDouble)};
+      std::vector<at::Tensor> v{at::tensor({result_.val_loss, result_.val_accuracy}, at::kDouble)};
       group->broadcast(v);
-      result.val_loss = v[0][0].item<double>();
-      result.val_accuracy = v[0][1].item<double>();
+      result_.val_loss = v[0][0].item<double>();
+      result_.val_accuracy = v[0][1].item<double>();
     }
   }
-  save(stop_reason);
-  result.step = st.step;
-  return result;
+  save(loop_.stop_reason());
+  result_.step = st.step;
+  result_.interrupted = loop_.interrupted();
+  return result_;
+}
+
+std::pair<at::Tensor, at::Tensor> TransformerTrainer::next_batch() {
+  TrainState& st = loop_.state();
+  if (st.position >= batches_per_epoch_) {
+    ++st.epoch;
+    st.position = 0;
+  }
+  if (perm_epoch_ != st.epoch) {
+    auto g = make_generator(config_.seed * 1000003ULL + static_cast<uint64_t>(st.epoch));
+    perm_ = at::randperm(train_.codes.size(0), g, at::TensorOptions(at::kLong));
+    perm_epoch_ = st.epoch;
+  }
+  const auto idx = perm_.narrow(0, st.position * tc_.batch_size + loop_.rank() * local_batch_, local_batch_);
+  ++st.position;
+  const auto codes = train_.codes.index_select(0, idx).to(device_);
+  auto labels = space_.num_classes > 0 ? train_.labels.index_select(0, idx).to(device_) : at::Tensor();
+  if (space_.null_class)
+    labels = drop_classes(labels, tc_.class_dropout, space_.null_class_id(), config_.seed, st.step, tc_.batch_size,
+                          loop_.rank() * local_batch_);
+  return {codes, labels};
+}
+
+void TransformerTrainer::log_step(const LossTerms& terms, double loss, double lr) {
+  loop_.add("loss", loss);
+  loop_.add("accuracy", (terms.logits.argmax(1) == terms.targets).to(at::kDouble).mean().item<double>());
+  if (!loop_.row_due(tc_.log_every)) return;
+  auto m = loop_.take_row();
+  m["lr"] = lr;
+  log_info(str("step ", loop_.state().step, " | loss ", fmt(m["loss"]), " | top-1 ", fmt(100 * m["accuracy"]), "% | lr ",
+               fmt(lr), " | ", fmt(m["img_per_s"]), " img/s"));
+  loop_.write_row("train", m);
+}
+
+// The loss and top-1 accuracy on the held-out codes (rank 0; the others go on to the next
+// step's collectives and wait there).
+void TransformerTrainer::validate() {
+  if (loop_.rank() != 0) return;
+  const bool conditional = space_.num_classes > 0;
+  const auto s = score_tokens(*model_, val_.codes, conditional ? val_.labels : at::Tensor(), tc_.batch_size,
+                              tc_.label_smoothing, config_.seed);
+  result_.val_loss = s.loss;
+  result_.val_accuracy = s.accuracy;
+  log_info(str("step ", loop_.state().step, " | val loss ", fmt(s.loss), " | val top-1 ", fmt(100 * s.accuracy), "% (",
+               val_.codes.size(0), " images)"));
+  loop_.write_row("val", {{"loss", s.loss}, {"accuracy", s.accuracy}});
+}
+
+void TransformerTrainer::save(const std::string& why) {
+  TrainingLoop::Save parts;
+  for (const auto& [k, v] : state_dict(*model_)) parts.state["model." + k] = v;
+  optimizer_->save_state(parts.state, "opt.");
+  token_space_to_extra(space_, parts.model_extra);
+  if (space_.num_classes > 0 && !train_file_.class_names.empty())
+    parts.model_extra["class_names"] = nlohmann::json(train_file_.class_names).dump();
+  parts.state_extra = parts.model_extra;
+  parts.state_extra["model_kind"] = kind_;
+  parts.model_kind = kind_;
+  parts.lr_key = str(opt_.causal ? "train_ar" : "train_nar", ".lr");
+  loop_.save(why, config_, *model_, ema_, std::move(parts));
+}
+
+}  // namespace
+
+TrainResult train_transformer(const TransformerTrainOptions& options) {
+  const BlasThreads blas(at::get_num_threads());  // large products dominate here
+  return TransformerTrainer(options).run();
 }
 
 }  // namespace seqgan

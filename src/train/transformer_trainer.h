@@ -8,6 +8,10 @@
 // A run directory holds config.json, metrics.jsonl (kinds "train" and "val"),
 // transformer.safetensors (kind "transformer-ar" / "transformer-nar", with the token space) and
 // checkpoint.safetensors (model, optimiser, RNG, data position: the run resumes exactly).
+//
+// Data-parallel: every rank takes its contiguous share of each global batch; AR training is then
+// the same as one process with the whole batch (within float rounding). NAR masks and dropout
+// draw from each rank's own generator, so they match one process in distribution only.
 #pragma once
 
 #include <memory>
@@ -19,39 +23,9 @@
 #include <c10/util/Optional.h>
 
 #include "seqgan/config.h"
-#include "train/run.h"
+#include "seqgan/train.h"  // TransformerTrainOptions, train_transformer
 
 namespace seqgan {
-
-struct TransformerTrainOptions {
-  Config config;
-  std::string run_dir;
-  bool causal = true;        // AR (true) or NAR
-  std::string tokens;        // training token file
-  std::string val_tokens;    // held-out token file; empty: hold out train_*.val_fraction of `tokens`
-  bool resume = false;
-  bool overwrite = false;  // a fresh run may replace the run run_dir holds (else: refused)
-  // The command line's --set assignments, applied on resume where a resumed run may change them
-  // (see open_resume); the rest of the configuration comes from the checkpoint.
-  std::vector<std::string> resume_overrides;
-  StopFlag stop;
-  int64_t max_steps = -1;
-  // Data-parallel training (see train/distributed.h); nullptr: one process. Every rank takes its
-  // contiguous share of each global batch; AR training is then the same as one process with the
-  // whole batch (within float rounding). NAR masks and dropout draw from each rank's own
-  // generator, so they match one process in distribution only.
-  std::shared_ptr<class ProcessGroup> group;
-};
-
-struct TransformerTrainResult {
-  int64_t step = 0;
-  bool interrupted = false;
-  double val_loss = 0;      // the last validation loss
-  double val_accuracy = 0;  // top-1 on the positions the loss covers
-  std::string model_path;
-};
-
-TransformerTrainResult train_transformer(const TransformerTrainOptions& options);
 
 // NAR training input: for tokens [B, L], the positions to mask [B, L] bool, cos(pi r / 2) of
 // them per row (r uniform in [0, 1), at least one), drawn from `gen` or the default generator.

@@ -11,6 +11,7 @@
 #include "features/classifier.h"
 #include "io/npz.h"
 #include "python_fixtures.h"
+#include "seqgan/evaluate.h"
 #include "seqgan/image.h"
 #include "seqgan/models.h"
 #include "seqgan/safetensors.h"
@@ -142,6 +143,20 @@ TEST_F(Pipeline, TokenizeTrainSampleVisualize) {
   for (const char* k : {"psnr_db", "ssim", "rfid", "codebook_usage", "perplexity"}) EXPECT_TRUE(j[k].is_number()) << k << r.out;
   EXPECT_TRUE(j["lpips"].is_null()) << r.out;  // no eval.lpips_weights
   EXPECT_LE(j["ssim"].get<double>(), 1.0);
+  {
+    // The public API measures the same.
+    Config c = make_preset("fmnist");
+    c.eval.feature_network = "classifier";
+    c.eval.feature_weights = eval_network();
+    const TokenizerEvaluation e = evaluate_tokenizer(c, tokenizer(), *dir + "/samples-ar/images");
+    EXPECT_EQ(e.count, 4);
+    EXPECT_DOUBLE_EQ(e.psnr, j["psnr_db"].get<double>());
+    EXPECT_DOUBLE_EQ(e.ssim, j["ssim"].get<double>());
+    EXPECT_DOUBLE_EQ(e.rfid, j["rfid"].get<double>());
+    EXPECT_DOUBLE_EQ(e.perplexity, j["perplexity"].get<double>());
+    EXPECT_EQ(e.codes_used, j["codes_used"].get<int64_t>());
+    EXPECT_EQ(e.lpips, -1.0);
+  }
   r = cli(std::vector<std::string>{"evaluate", "tokenizer", "--tokenizer", tokenizer(), "--count", "8"} + net);
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* part : {"rFID: ", "PSNR: ", "SSIM: ", "LPIPS: not measured", "codebook usage: ", "weights sha256:",
@@ -292,6 +307,21 @@ TEST_F(Pipeline, AdmEvaluationNamesWhatItMeasured) {
   EXPECT_EQ(j["ref"]["count"], 30);
   EXPECT_TRUE(contains(j["network"].get<std::string>(), "classifier resnet")) << r.out;
   EXPECT_TRUE(j["warnings"].empty()) << r.out;
+  {
+    // The public API measures the same.
+    Config c = make_preset("fmnist");
+    for (const std::string s : {"data.resolution=16", "eval.feature_network=classifier"}) config_apply_override(c, s);
+    c.eval.feature_weights = weights;
+    const SampleScores s = evaluate_samples(c, ref, gen);
+    EXPECT_DOUBLE_EQ(s.fid, j["fid"].get<double>());
+    EXPECT_DOUBLE_EQ(s.sfid, j["sfid"].get<double>());
+    EXPECT_DOUBLE_EQ(s.inception_score, j["inception_score"].get<double>());
+    EXPECT_DOUBLE_EQ(s.precision, j["precision"].get<double>());
+    EXPECT_DOUBLE_EQ(s.recall, j["recall"].get<double>());
+    EXPECT_EQ(s.network_sha256, sha256sum(weights));
+    EXPECT_EQ(s.reference_count, 30);
+    EXPECT_TRUE(s.warnings.empty());
+  }
 
   // The reference against itself: distances 0, every feature inside the other set's balls.
   r = cli(std::vector<std::string>{"evaluate", "adm", "--ref", ref, "--gen", ref, "--json"} + net);

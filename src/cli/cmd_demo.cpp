@@ -14,6 +14,7 @@
 #include "cli/stages.h"
 #include "eval/evaluate.h"
 #include "report/demo_report.h"
+#include "report/scores_json.h"
 #include "seqgan/error.h"
 #include "seqgan/log.h"
 #include "seqgan/runtime.h"
@@ -58,9 +59,9 @@ void evaluate_demo(const std::string& dir, const std::vector<std::string>& commo
                                                                                   {"phase 2", "tokenizer-phase2"}}) {
     auto tok = load_tokenizer(d(run + "/tokenizer.safetensors"), device);
     const TokenizerScores s = score_tokenizer(tok.model, test, -1, batch, &net, &test_stats);
-    m["tokenizers"].push_back({{"name", name}, {"path", d(run + "/tokenizer.safetensors")}, {"rfid", s.rfid},
-                               {"psnr_db", s.psnr}, {"ssim", s.ssim}, {"codebook_usage", s.usage}, {"codes_used", s.codes_used},
-                               {"codebook_size", s.histogram.size(0)}, {"perplexity", s.perplexity}, {"count", s.count}});
+    json t{{"name", name}, {"path", d(run + "/tokenizer.safetensors")}, {"ssim", s.ssim}, {"count", s.count}};
+    t.update(report::tokenizer_scores_json(s));
+    m["tokenizers"].push_back(t);
     if (name == "phase 2") {
       std::vector<int64_t> hist(s.histogram.data_ptr<int64_t>(), s.histogram.data_ptr<int64_t>() + s.histogram.size(0));
       m["usage_histogram"] = hist;

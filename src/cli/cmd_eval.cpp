@@ -11,6 +11,7 @@
 #include "eval/ssim.h"
 #include "io/hash.h"
 #include "report/html.h"
+#include "report/scores_json.h"
 #include "seqgan/image.h"
 #include "seqgan/log.h"
 #include "seqgan/error.h"
@@ -100,13 +101,6 @@ struct LazyNetwork {
   }
 };
 
-// Stored features or statistics of another network cannot be combined with this one's.
-void check_network(const Measured& m, const EvalNetwork& net) {
-  if (!m.network.empty() && m.network != net.name())
-    throw Error(str(m.spec, " was measured with '", m.network, "', this evaluation uses '", net.name(), "'"),
-                "set eval.feature_network / eval.feature_weights to that network, or measure the images anew");
-}
-
 MeasureOptions measure_options(const Args& args, const Config& config, bool per_image, bool spatial) {
   MeasureOptions o;
   o.per_image = per_image;
@@ -187,14 +181,11 @@ int run_adm(const Args& args, Config config) {
   const auto opts = measure_options(args, config, true, true);
   const Measured ref = measure(args.get("--ref"), config.data, net.fn(), opts, "features (ref)");
   const Measured gen = measure(args.get("--gen"), config.data, net.fn(), opts, "features (gen)");
-  check_network(ref, net());
-  check_network(gen, net());
-  const InceptionScore is = inception_score_parts(net().adm_logits(gen.set.features), 5000);
-  const FeatureStats rp = ref.pool_stats(), gp = gen.pool_stats(), rs = ref.spatial_stats(), gs = gen.spatial_stats();
-  const double fid = frechet_distance(rp.mu, rp.sigma, gp.mu, gp.sigma);
-  const double sfid = frechet_distance(rs.mu, rs.sigma, gs.mu, gs.sigma);
   const ManifoldOptions mo = manifold_options(args);
-  const PrecisionRecall pr = precision_recall(ref.set.features, gen.set.features, mo);
+  const AdmScores a = adm_scores(net(), ref, gen, mo);
+  const InceptionScore& is = a.inception;
+  const double fid = a.fid, sfid = a.sfid;
+  const PrecisionRecall& pr = a.pr;
   const EvalNetwork& n = net();
   const Provenance p = provenance(n.name(), n.weights_sha256(), n.resize(), &ref, gen,
                                   str("pool features (FID, IS, precision/recall), ", n.spatial(), " (sFID)"));
@@ -299,8 +290,8 @@ int run_tokenizer_metric(const Args& args, const Config& config, const std::stri
   const int64_t K = s.histogram.size(0);
   json j{{"metric", metric}, {"tokenizer", args.get("--tokenizer")}, {"phase", tok.phase}, {"step", tok.step},
          {"weights", tok.weights}, {"source", source.name}, {"preprocess", source.preprocess}, {"count", s.count},
-         {"psnr_db", s.psnr}, {"ssim", s.ssim}, {"codebook_usage", s.usage}, {"codes_used", s.codes_used},
-         {"codebook_size", K}, {"perplexity", s.perplexity}};
+         {"ssim", s.ssim}};
+  j.update(report::tokenizer_scores_json(s));
   if (metric == "usage") {
     std::vector<int64_t> hist(s.histogram.data_ptr<int64_t>(), s.histogram.data_ptr<int64_t>() + K);
     j["histogram"] = hist;
@@ -308,7 +299,6 @@ int run_tokenizer_metric(const Args& args, const Config& config, const std::stri
   std::ostringstream os;
   os << std::fixed << std::setprecision(3);
   if (net) {
-    j["rfid"] = s.rfid;
     j["network"] = net->name();
     j["network_sha256"] = net->weights_sha256();
     j["resize"] = net->resize();

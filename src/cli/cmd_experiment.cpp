@@ -26,6 +26,7 @@
 #include "report/experiment_report.h"
 #include "report/guidance_report.h"
 #include "report/html.h"
+#include "report/scores_json.h"
 #include "seqgan/error.h"
 #include "seqgan/runtime.h"
 #include "tokenizer/tokenizer.h"
@@ -50,12 +51,121 @@ const std::vector<std::string> kBudget{
 // entropy-regularised codebook, no attention.
 const std::vector<std::string> kBaseline{"perceptual.alpha=0"};
 
-// The budget of an experiment: kBudget, and for guidance an EMA of the transformers (class
-// dropout, 0.1, is the preset's). The warm-up of the decay (see train/ema.h) lets 0.99 average
-// about the last 100 of the 200 steps. The user's --set come after and may change any of it.
+using Arms = std::vector<report::ExperimentArm>;
+using Arm = report::ExperimentArm;
+
+Arms alpha_sweep_arms(const Config&) {
+  Arms arms;
+  for (const char* a : {"0", "0.25", "0.5", "0.75", "1"})
+    arms.push_back(Arm{std::string("alpha-") + a, std::string("alpha = ") + a, {std::string("perceptual.alpha=") + a},
+                       std::stod(a)});
+  return arms;
+}
+
+Arms decoder_arms(const Config&) {
+  return {Arm{"baseline", "baseline (convolutions)", kBaseline, 0},
+          Arm{"conv-x2", "+Conv x2", {"perceptual.alpha=0", "tokenizer.decoder_extra_res_blocks=2"}, 1},
+          Arm{"attention-x2", "+Attention x2", {"perceptual.alpha=0", "tokenizer.decoder_attn_pairs=2"}, 2}};
+}
+
+// `base` (the preset with the user's settings) sizes the F&N codebook and the k-means period.
+Arms codebook_arms(const Config& base) {
+  const int64_t kmeans_every = std::max<int64_t>(1, base.train_tokenizer.iterations / 8);
+  return {Arm{"plain", "no regulariser (VQGAN)", {"perceptual.alpha=0", "quantizer.entropy_gamma=0"}, 0},
+          // ViT-VQGAN's F&N: lookup dimension / 8 and K x 8, as the paper's 256 -> 32, 1024 -> 8192.
+          Arm{"factorized", "+ F&N (dim / 8, K x 8)",
+            {"perceptual.alpha=0", "quantizer.entropy_gamma=0", "quantizer.kind=factorized",
+             "quantizer.factor_dim=" + std::to_string(std::max(1, base.tokenizer.code_dim / 8)),
+             "tokenizer.codebook_size=" + std::to_string(base.tokenizer.codebook_size * 8)},
+            1},
+          // Eight re-estimations over the training (every 50 steps of the experiments' 400).
+          Arm{"kmeans", "+ k-means every " + std::to_string(kmeans_every) + " steps",
+            {"perceptual.alpha=0", "quantizer.entropy_gamma=0", "quantizer.kmeans_every=" + std::to_string(kmeans_every)},
+            2},
+          Arm{"entropy", "+ H(D) entropy regulariser", kBaseline, 3}};
+}
+
+Arms perceptual_layer_arms(const Config&) {
+  const auto taps = [](const std::string& list) {
+    std::string j;  // a JSON list of the comma-separated names
+    std::stringstream ss(list);
+    for (std::string t; std::getline(ss, t, ',');) j += (j.empty() ? "[\"" : ",\"") + t + "\"";
+    return std::vector<std::string>{"perceptual.alpha=0", "perceptual.low_taps=" + j + "]"};
+  };
+  return {Arm{"low", "L_low: relu1_2-relu5_3", kBaseline, 0},
+          Arm{"A", "A: relu1_2-relu5_3 + logit", taps("relu1_2,relu2_2,relu3_3,relu4_3,relu5_3,logit"), 1},
+          Arm{"B", "B: relu2_2-relu5_3 + logit", taps("relu2_2,relu3_3,relu4_3,relu5_3,logit"), 2},
+          Arm{"C", "C: relu3_3-relu5_3 + logit", taps("relu3_3,relu4_3,relu5_3,logit"), 3},
+          Arm{"D", "D: relu4_3, relu5_3 + logit", taps("relu4_3,relu5_3,logit"), 4},
+          Arm{"sem", "L_sem: relu5_3 + logit", {"perceptual.alpha=1"}, 5},
+          Arm{"E", "E: logit alone", taps("logit"), 6}};
+}
+
+// One model pair per seed (class dropout and the EMA are in the experiment's budget).
+Arms guidance_arms(const Config&) { return {Arm{"cfg", "class dropout and EMA", {}, 0}}; }
+
+// An experiment: what the paper reports, the settings its runs add to kBudget, and its arms.
+struct Experiment {
+  const char* name;
+  report::ExperimentClaim claim;
+  std::vector<std::string> budget;
+  Arms (*arms)(const Config& base);
+};
+
+// The experiments, in the order of the command's help.
+const std::vector<Experiment> kExperiments{
+    {"alpha-sweep",
+     {"Semantic ratio alpha of the perceptual loss (paper Fig. 6, supplement Fig. 2)",
+      "On ImageNet the paper finds rFID best near alpha = 0.4 and worse towards both ends, while generation FID "
+      "falls steadily as alpha rises, and the transformers' validation loss is lower for a larger alpha "
+      "(Observation 2: semantic compression in the tokenizer helps generation)."},
+     {},
+     alpha_sweep_arms},
+    {"decoder",
+     {"Decoder capacity: reconstruction vs generation (paper Table 1)",
+      "On ImageNet: rFID 3.45 / 3.22 / 2.90 for the baseline, +Conv x2 and +Attention x2 decoders, but AR FID "
+      "16.97 / 17.19 / 17.42 and NAR FID 13.26 / 13.51 / 14.02 (Observation 1: better reconstruction does not "
+      "imply better generation)."},
+     {},
+     decoder_arms},
+    {"codebook",
+     {"Codebook regularisation (paper Table 5)",
+      "On ImageNet: VQGAN 43.5% usage, rFID 4.07, AR 17.19, NAR 14.58; factorised L2-normalised codes (dim 32, "
+      "K 8192) 99.7%, rFID 2.93, AR 24.91, NAR unstable; k-means 100%, 3.54, 16.84, 15.02; entropy regulariser "
+      "100%, 3.45, 16.97, 13.26."},
+     {},
+     codebook_arms},
+    {"perceptual-layers",
+     {"Taps of the perceptual loss (paper Table 6)",
+      "On ImageNet, rFID / AR / NAR: L_low 3.45 / 16.97 / 13.26; A (+logit) 3.01 / 15.19 / 11.78; B 2.93 / 14.47 / "
+      "11.58; C 2.81 / 14.08 / 10.52; D 2.62 / 13.34 / 9.56; L_sem 2.77 / 12.07 / 8.84; E (logit alone) 4.65 / "
+      "17.88 / 14.00: dropping shallow taps improves generation, the logit alone is worst."},
+     {},
+     perceptual_layer_arms},
+    // Guidance reports on its own terms (report/guidance_report.h): its claim is a title alone.
+    // Its runs add an EMA of the transformers (class dropout, 0.1, is the preset's); the warm-up
+    // of the decay (see train/ema.h) lets 0.99 average about the last 100 of the 200 steps.
+    {"guidance",
+     {"classifier-free guidance, EMA weights and rejection sampling", ""},
+     {"train_ar.ema_decay=0.99", "train_nar.ema_decay=0.99"},
+     guidance_arms}};
+
+// The experiment called `name`; a usage error naming them all when there is none.
+const Experiment& experiment_named(const std::string& name) {
+  std::string names;
+  for (size_t i = 0; i < kExperiments.size(); ++i) {
+    if (kExperiments[i].name == name) return kExperiments[i];
+    names += (i == 0 ? "" : i + 1 == kExperiments.size() ? " or " : ", ") + std::string(kExperiments[i].name);
+  }
+  throw UsageError("unknown experiment '" + name + "': " + names);
+}
+
+// The budget of an experiment: kBudget, then the experiment's own settings (none for an unknown
+// name, which experiment_named reports). The user's --set come after and may change any of it.
 std::vector<std::string> budget_of(const std::string& name) {
   std::vector<std::string> b = kBudget;
-  if (name == "guidance") b.insert(b.end(), {"train_ar.ema_decay=0.99", "train_nar.ema_decay=0.99"});
+  for (const auto& e : kExperiments)
+    if (e.name == name) b.insert(b.end(), e.budget.begin(), e.budget.end());
   return b;
 }
 
@@ -63,55 +173,6 @@ Config config_of(const std::vector<std::string>& args, const std::string& preset
   Command c;
   c.config_options(preset);
   return load_config(c.parse(args));
-}
-
-// The arms of an experiment; `base` (the preset with the user's settings) sizes the F&N codebook.
-std::vector<report::ExperimentArm> arms_of(const std::string& name, const Config& base) {
-  using A = report::ExperimentArm;
-  if (name == "alpha-sweep") {
-    std::vector<A> arms;
-    for (const char* a : {"0", "0.25", "0.5", "0.75", "1"})
-      arms.push_back(A{std::string("alpha-") + a, std::string("alpha = ") + a, {std::string("perceptual.alpha=") + a},
-                       std::stod(a)});
-    return arms;
-  }
-  if (name == "decoder")
-    return {A{"baseline", "baseline (convolutions)", kBaseline, 0},
-            A{"conv-x2", "+Conv x2", {"perceptual.alpha=0", "tokenizer.decoder_extra_res_blocks=2"}, 1},
-            A{"attention-x2", "+Attention x2", {"perceptual.alpha=0", "tokenizer.decoder_attn_pairs=2"}, 2}};
-  const int64_t kmeans_every = std::max<int64_t>(1, base.train_tokenizer.iterations / 8);
-  if (name == "codebook")
-    return {A{"plain", "no regulariser (VQGAN)", {"perceptual.alpha=0", "quantizer.entropy_gamma=0"}, 0},
-            // ViT-VQGAN's F&N: lookup dimension / 8 and K x 8, as the paper's 256 -> 32, 1024 -> 8192.
-            A{"factorized", "+ F&N (dim / 8, K x 8)",
-              {"perceptual.alpha=0", "quantizer.entropy_gamma=0", "quantizer.kind=factorized",
-               "quantizer.factor_dim=" + std::to_string(std::max(1, base.tokenizer.code_dim / 8)),
-               "tokenizer.codebook_size=" + std::to_string(base.tokenizer.codebook_size * 8)},
-              1},
-            // Eight re-estimations over the training (every 50 steps of the experiments' 400).
-            A{"kmeans", "+ k-means every " + std::to_string(kmeans_every) + " steps",
-              {"perceptual.alpha=0", "quantizer.entropy_gamma=0", "quantizer.kmeans_every=" + std::to_string(kmeans_every)},
-              2},
-            A{"entropy", "+ H(D) entropy regulariser", kBaseline, 3}};
-  if (name == "perceptual-layers") {
-    const auto taps = [](const std::string& list) {
-      std::string j;  // a JSON list of the comma-separated names
-      std::stringstream ss(list);
-      for (std::string t; std::getline(ss, t, ',');) j += (j.empty() ? "[\"" : ",\"") + t + "\"";
-      return std::vector<std::string>{"perceptual.alpha=0", "perceptual.low_taps=" + j + "]"};
-    };
-    return {A{"low", "L_low: relu1_2-relu5_3", kBaseline, 0},
-            A{"A", "A: relu1_2-relu5_3 + logit", taps("relu1_2,relu2_2,relu3_3,relu4_3,relu5_3,logit"), 1},
-            A{"B", "B: relu2_2-relu5_3 + logit", taps("relu2_2,relu3_3,relu4_3,relu5_3,logit"), 2},
-            A{"C", "C: relu3_3-relu5_3 + logit", taps("relu3_3,relu4_3,relu5_3,logit"), 3},
-            A{"D", "D: relu4_3, relu5_3 + logit", taps("relu4_3,relu5_3,logit"), 4},
-            A{"sem", "L_sem: relu5_3 + logit", {"perceptual.alpha=1"}, 5},
-            A{"E", "E: logit alone", taps("logit"), 6}};
-  }
-  if (name == "guidance")
-    // One model pair per seed (class dropout and the EMA are in the experiment's budget).
-    return {A{"cfg", "class dropout and EMA", {}, 0}};
-  throw UsageError("unknown experiment '" + name + "': alpha-sweep, decoder, codebook, perceptual-layers or guidance");
 }
 
 std::vector<int64_t> parse_seeds(const std::string& text) {
@@ -165,14 +226,9 @@ void evaluate_run(const std::string& run, const std::string& stats_path, const s
          {"x", arm.x},
          {"seed", seed},
          {"feature_network", net.name()},
-         {"rfid", s.rfid},
-         {"psnr_db", s.psnr},
-         {"codebook_usage", s.usage},
-         {"codes_used", s.codes_used},
-         {"codebook_size", s.histogram.size(0)},
-         {"perplexity", s.perplexity},
          {"eval_images", s.count},
          {"tokenizer_parameters", count_parameters(*tok.model)}};
+  r.update(report::tokenizer_scores_json(s));
   for (const std::string kind : {"ar", "nar"}) {
     const ImageSource gen = open_image_source(run + "/samples-" + kind + "/images", config.data);
     const FeatureSet f = extract_features(net, gen, -1, batch, "features (" + kind + " samples)");
@@ -222,13 +278,15 @@ int run_experiment(const Args& args) {
   const auto budget = budget_of(name);
   for (const auto& s : budget) base_sets.insert(base_sets.end(), {"--set", s});
   for (const auto& s : args.all("--set")) base_sets.insert(base_sets.end(), {"--set", s});
-  const auto arms = arms_of(name, config_of(base_sets, preset));
+  const Config base = config_of(base_sets, preset);
+  const Experiment& experiment = experiment_named(name);
+  const auto arms = experiment.arms(base);
   const std::string exp = out + "/" + name;
   const std::string classifiers = args.get("--classifiers").empty() ? out + "/classifiers" : args.get("--classifiers");
   const int64_t eval_images = args.get_int("--eval-images");
   if (eval_images < 100) throw UsageError("--eval-images must be at least 100");
-  report::ExperimentInfo info{name, exp, preset, arms, budget, {}, args.get("--train-images"), args.get("--samples-per-class"),
-                              eval_images};
+  report::ExperimentInfo info{name, experiment.claim, exp, preset, arms, budget, {}, args.get("--train-images"),
+                              args.get("--samples-per-class"), eval_images};
   for (const auto& s : args.all("--set")) info.settings.push_back(s);
   const bool guidance = name == "guidance";
   const auto write_report = [&] {

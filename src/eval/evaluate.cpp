@@ -462,6 +462,24 @@ Measured measure(const std::string& spec, const DataConfig& data, const std::fun
   return m;
 }
 
+void check_network(const Measured& m, const EvalNetwork& net) {
+  if (!m.network.empty() && m.network != net.name())
+    throw Error(str(m.spec, " was measured with '", m.network, "', this evaluation uses '", net.name(), "'"),
+                "set eval.feature_network / eval.feature_weights to that network, or measure the images anew");
+}
+
+AdmScores adm_scores(EvalNetwork& net, const Measured& ref, const Measured& gen, const ManifoldOptions& manifold) {
+  check_network(ref, net);
+  check_network(gen, net);
+  AdmScores s;
+  s.inception = inception_score_parts(net.adm_logits(gen.set.features), 5000);
+  const FeatureStats rp = ref.pool_stats(), gp = gen.pool_stats(), rs = ref.spatial_stats(), gs = gen.spatial_stats();
+  s.fid = frechet_distance(rp.mu, rp.sigma, gp.mu, gp.sigma);
+  s.sfid = frechet_distance(rs.mu, rs.sigma, gs.mu, gs.sigma);
+  s.pr = precision_recall(ref.set.features, gen.set.features, manifold);
+  return s;
+}
+
 std::vector<std::string> provenance_mismatches(const Measured& ref, const Measured& gen) {
   std::vector<std::string> w;
   auto side = [](const std::string& v) { return v.empty() ? std::string("unknown") : v; };

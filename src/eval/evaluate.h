@@ -133,6 +133,19 @@ struct MeasureOptions {
 Measured measure(const std::string& spec, const DataConfig& data, const std::function<EvalNetwork&()>& network,
                  const MeasureOptions& options, const std::string& label);
 
+// Stored features or statistics of another network cannot be combined with `net`'s: an Error
+// naming both.
+void check_network(const Measured& m, const EvalNetwork& net);
+
+// ADM's evaluation of two measured sides (per-image features and spatial statistics): IS on the
+// generated side's logits in parts of 5000, FID, sFID, precision and recall.
+struct AdmScores {
+  InceptionScore inception;
+  double fid = 0, sfid = 0;
+  PrecisionRecall pr;
+};
+AdmScores adm_scores(EvalNetwork& net, const Measured& ref, const Measured& gen, const ManifoldOptions& manifold);
+
 // Warnings for two sides measured differently (network weights, preprocessing, resize, image
 // size), one line each naming both values; empty when they agree.
 std::vector<std::string> provenance_mismatches(const Measured& ref, const Measured& gen);

@@ -15,32 +15,6 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-struct Claim {
-  std::string title, paper;
-};
-
-Claim claim_of(const std::string& name) {
-  if (name == "alpha-sweep")
-    return {"Semantic ratio alpha of the perceptual loss (paper Fig. 6, supplement Fig. 2)",
-            "On ImageNet the paper finds rFID best near alpha = 0.4 and worse towards both ends, while generation FID "
-            "falls steadily as alpha rises, and the transformers' validation loss is lower for a larger alpha "
-            "(Observation 2: semantic compression in the tokenizer helps generation)."};
-  if (name == "decoder")
-    return {"Decoder capacity: reconstruction vs generation (paper Table 1)",
-            "On ImageNet: rFID 3.45 / 3.22 / 2.90 for the baseline, +Conv x2 and +Attention x2 decoders, but AR FID "
-            "16.97 / 17.19 / 17.42 and NAR FID 13.26 / 13.51 / 14.02 (Observation 1: better reconstruction does not "
-            "imply better generation)."};
-  if (name == "codebook")
-    return {"Codebook regularisation (paper Table 5)",
-            "On ImageNet: VQGAN 43.5% usage, rFID 4.07, AR 17.19, NAR 14.58; factorised L2-normalised codes (dim 32, "
-            "K 8192) 99.7%, rFID 2.93, AR 24.91, NAR unstable; k-means 100%, 3.54, 16.84, 15.02; entropy regulariser "
-            "100%, 3.45, 16.97, 13.26."};
-  return {"Taps of the perceptual loss (paper Table 6)",
-          "On ImageNet, rFID / AR / NAR: L_low 3.45 / 16.97 / 13.26; A (+logit) 3.01 / 15.19 / 11.78; B 2.93 / 14.47 / "
-          "11.58; C 2.81 / 14.08 / 10.52; D 2.62 / 13.34 / 9.56; L_sem 2.77 / 12.07 / 8.84; E (logit alone) 4.65 / "
-          "17.88 / 14.00: dropping shallow taps improves generation, the logit alone is worst."};
-}
-
 // The metrics of the tables: result.json key, column title, digits, scale (100: percent).
 struct Metric {
   const char* key;
@@ -78,40 +52,60 @@ std::string first_existing(const std::string& exp, const std::string& arm, const
   return exp + "/" + arm + "/(no finished run)/" + rel;
 }
 
-}  // namespace
-
-std::string write_experiment_report(const ExperimentInfo& info) {
-  const Claim claim = claim_of(info.name);
-  std::map<std::string, ArmResults> results;
-  std::string network = "(not evaluated)";
+// The finished runs of every arm, the feature network they were measured with, and all runs as
+// results.json lists them.
+struct Results {
+  std::map<std::string, ArmResults> arms;  // an entry for every arm, finished or not
   json all = json::array();
+  std::string network = "(not evaluated)";
+  const ArmResults& of(const ExperimentArm& arm) const { return arms.at(arm.name); }
+};
+
+// RUN/result.json with "seconds", the wall time of the run's stages, added; null without a result.
+json read_run(const std::string& run) {
+  json r = read_json_file(run + "/result.json");
+  if (r.empty()) return r;
+  r["seconds"] = 0.0;
+  for (const auto& s : read_json_file(run + "/stages.json").value("stages", json::array()))
+    r["seconds"] = r["seconds"].get<double>() + s.value("seconds", 0.0);
+  return r;
+}
+
+Results collect_results(const ExperimentInfo& info) {
+  Results results;
   for (const auto& arm : info.arms) {
+    auto& runs = results.arms[arm.name].runs;
     const std::string dir = info.dir + "/" + arm.name;
     std::vector<std::pair<int64_t, json>> found;
     if (fs::is_directory(dir))
       for (const auto& e : fs::directory_iterator(dir)) {
-        const std::string run = e.path().string();
-        const json r = read_json_file(run + "/result.json");
+        const json r = read_run(e.path().string());
         if (r.empty()) continue;
-        json rr = r;
-        rr["seconds"] = 0.0;
-        for (const auto& s : read_json_file(run + "/stages.json").value("stages", json::array()))
-          rr["seconds"] = rr["seconds"].get<double>() + s.value("seconds", 0.0);
-        found.emplace_back(r.value("seed", int64_t{0}), rr);
-        network = r.value("feature_network", network);
+        found.emplace_back(r.value("seed", int64_t{0}), r);
+        results.network = r.value("feature_network", results.network);
       }
     std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (auto& [seed, r] : found) {
-      results[arm.name].runs.push_back(r);
-      all.push_back(r);
+      runs.push_back(r);
+      results.all.push_back(r);
     }
   }
+  return results;
+}
 
-  // results.json and results.md.
-  write_text_atomic(info.dir + "/results.json", all.dump(2) + "\n");
+// The settings of every run on top of the preset: the budget, then the user's.
+std::string budget_of(const ExperimentInfo& info) {
+  std::string budget;
+  for (const auto& s : info.budget) budget += (budget.empty() ? "" : " ") + s;
+  for (const auto& s : info.settings) budget += " " + s;
+  return budget;
+}
+
+// results.md: the claim, the table of means and the table of seeds, the budget.
+void write_markdown(const ExperimentInfo& info, const Results& results) {
   std::ostringstream md;
-  md << "# seqgan experiment " << info.name << ": " << claim.title << "\n\n" << claim.paper << "\n\n";
-  md << "Preset `" << info.preset << "`; every FID, rFID and IS uses the feature network `" << network
+  md << "# seqgan experiment " << info.name << ": " << info.claim.title << "\n\n" << info.claim.paper << "\n\n";
+  md << "Preset `" << info.preset << "`; every FID, rFID and IS uses the feature network `" << results.network
      << "` (a classifier trained on the data set's labels, not InceptionV3): numbers compare the arms of this "
         "experiment, not papers. Mean +- sample standard deviation over the seeds.\n\n";
   md << "| arm | seeds |";
@@ -120,7 +114,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   for (size_t i = 0; i <= kMetrics.size(); ++i) md << "---|";
   md << "\n";
   for (const auto& arm : info.arms) {
-    const auto& a = results[arm.name];
+    const auto& a = results.of(arm);
     md << "| " << arm.label << " | " << a.runs.size() << " |";
     for (const auto& m : kMetrics) md << " " << mean_sd(a.values(m.key, m.scale), m.digits, "+-") << " |";
     md << " " << mean_sd(a.values("seconds", 1.0 / 60), 1, "+-") << " |\n";
@@ -131,30 +125,32 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   for (size_t i = 0; i < kMetrics.size(); ++i) md << "---|";
   md << "\n";
   for (const auto& arm : info.arms)
-    for (const auto& r : results[arm.name].runs) {
+    for (const auto& r : results.of(arm).runs) {
       md << "| " << arm.label << " | " << r.value("seed", 0) << " |";
       for (const auto& m : kMetrics) md << " " << run_cell(r, m) << " |";
       md << "\n";
     }
-  std::string budget;
-  for (const auto& s : info.budget) budget += (budget.empty() ? "" : " ") + s;
-  for (const auto& s : info.settings) budget += " " + s;
-  md << "\nBudget of every run on top of the preset: `" << budget << "`; " << info.train_images
+  md << "\nBudget of every run on top of the preset: `" << budget_of(info) << "`; " << info.train_images
      << " training images tokenised for the transformers; " << info.samples_per_class
      << " samples per class from each transformer; " << info.eval_images
      << " test images for rFID, PSNR, usage and as the FID reference.\n";
   write_text_atomic(info.dir + "/results.md", md.str());
+}
 
-  // report.html.
-  std::ostringstream h;
+// The page's head, title and claim, and where and on what it ran.
+void html_heading(std::ostream& h, const ExperimentInfo& info) {
   h << "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seqgan experiment " << escape(info.name)
     << "</title><style>" << page_style() << "</style></head><body>";
-  h << "<h1>seqgan experiment " << escape(info.name) << ": " << escape(claim.title) << "</h1>";
-  h << "<p><b>What the paper reports.</b> " << escape(claim.paper) << "</p>";
+  h << "<h1>seqgan experiment " << escape(info.name) << ": " << escape(info.claim.title) << "</h1>";
+  h << "<p><b>What the paper reports.</b> " << escape(info.claim.paper) << "</p>";
   h << "<p class='note'>Directory <code>" << escape(info.dir) << "</code>, preset <code>" << escape(info.preset)
     << "</code>. Machine: " << escape(read_json_file(info.dir + "/stages.json").value("machine", std::string("unknown")))
     << ".</p>";
-  h << "<h2>Results</h2><p class='note'>Every FID, rFID and IS uses the feature network <b>" << escape(network)
+}
+
+// The table of means over the seeds, and the table of seeds under it (folded).
+void html_results(std::ostream& h, const ExperimentInfo& info, const Results& results) {
+  h << "<h2>Results</h2><p class='note'>Every FID, rFID and IS uses the feature network <b>" << escape(results.network)
     << "</b>, a classifier trained on the data set's labels (neither InceptionV3 nor the perceptual-loss network): "
        "the numbers compare the arms of this experiment, not papers. FIDs of a few hundred samples are biased "
        "upwards; all arms share the sample count. Mean &plusmn; sample standard deviation over the seeds.</p>";
@@ -162,7 +158,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   for (const auto& m : kMetrics) h << "<th>" << escape(m.title) << "</th>";
   h << "<th>time per run</th></tr>";
   for (const auto& arm : info.arms) {
-    const auto& a = results[arm.name];
+    const auto& a = results.of(arm);
     h << "<tr><td>" << escape(arm.label) << "</td><td class='n'>" << a.runs.size() << "</td>";
     for (const auto& m : kMetrics) h << "<td class='n'>" << mean_sd(a.values(m.key, m.scale), m.digits, "&plusmn;") << "</td>";
     const auto secs = a.values("seconds", 1.0);
@@ -172,30 +168,38 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   for (const auto& m : kMetrics) h << "<th>" << escape(m.title) << "</th>";
   h << "</tr>";
   for (const auto& arm : info.arms)
-    for (const auto& r : results[arm.name].runs) {
+    for (const auto& r : results.of(arm).runs) {
       h << "<tr><td>" << escape(arm.label) << "</td><td class='n'>" << r.value("seed", 0) << "</td>";
       for (const auto& m : kMetrics) h << "<td class='n'>" << run_cell(r, m) << "</td>";
       h << "</tr>";
     }
   h << "</table></div></details>";
+}
 
-  // Charts: metrics against the arm's position (alpha for the sweep), then the validation curves.
+// The mean of a metric over each arm's seeds against the arm's position.
+Series over_arms(const ExperimentInfo& info, const Results& results, const char* key, double scale, const std::string& name) {
+  Series s{name, {}};
+  for (const auto& arm : info.arms) {
+    const auto v = results.of(arm).values(key, scale);
+    if (!v.empty()) s.points.emplace_back(arm.x, mean(v));
+  }
+  return s;
+}
+
+// Charts of the metrics against the arm's position (alpha for the sweep).
+void html_metric_charts(std::ostream& h, const ExperimentInfo& info, const Results& results) {
   const bool sweep = info.name == "alpha-sweep";
   const std::string axis = sweep ? "alpha" : "arm (table order)";
-  const auto over_arms = [&](const char* key, double scale, const std::string& name) {
-    Series s{name, {}};
-    for (const auto& arm : info.arms) {
-      const auto v = results[arm.name].values(key, scale);
-      if (!v.empty()) s.points.emplace_back(arm.x, mean(v));
-    }
-    return s;
+  const std::string& network = results.network;
+  const auto series = [&](const char* key, double scale, const std::string& name) {
+    return over_arms(info, results, key, scale, name);
   };
   h << "<h2>Reconstruction against generation</h2><div class='charts'>";
-  h << line_chart("rFID [" + network + "]", {over_arms("rfid", 1, "rFID (mean)")}, axis, "rFID");
-  h << line_chart("Generation FID [" + network + "]", {over_arms("ar_fid", 1, "AR"), over_arms("nar_fid", 1, "NAR")}, axis, "FID");
-  h << line_chart("Codebook usage and AR top-1", {over_arms("codebook_usage", 100, "usage %"), over_arms("ar_top1", 100, "AR top-1 %")},
+  h << line_chart("rFID [" + network + "]", {series("rfid", 1, "rFID (mean)")}, axis, "rFID");
+  h << line_chart("Generation FID [" + network + "]", {series("ar_fid", 1, "AR"), series("nar_fid", 1, "NAR")}, axis, "FID");
+  h << line_chart("Codebook usage and AR top-1", {series("codebook_usage", 100, "usage %"), series("ar_top1", 100, "AR top-1 %")},
                   axis, "%");
-  h << line_chart("Final validation loss", {over_arms("ar_val_loss", 1, "AR"), over_arms("nar_val_loss", 1, "NAR")}, axis,
+  h << line_chart("Final validation loss", {series("ar_val_loss", 1, "AR"), series("nar_val_loss", 1, "NAR")}, axis,
                   "cross-entropy");
   h << "</div>";
   if (!sweep) {
@@ -203,50 +207,62 @@ std::string write_experiment_report(const ExperimentInfo& info) {
     for (const auto& arm : info.arms) h << fixed(arm.x, 0) << " = " << escape(arm.label) << "; ";
     h << "</p>";
   }
+}
+
+// The transformers' validation curves of each arm's first finished seed.
+void html_validation_curves(std::ostream& h, const ExperimentInfo& info, const Results& results) {
   h << "<h2>Transformer validation loss (first finished seed)</h2><div class='charts'>";
   for (const std::string kind : {"ar", "nar"}) {
     std::vector<Series> curves;
     for (const auto& arm : info.arms) {
-      const auto& runs = results[arm.name].runs;
+      const auto& runs = results.of(arm).runs;
       if (runs.empty()) continue;
       curves.push_back(read_series(first_existing(info.dir, arm.name, runs, kind + "/metrics.jsonl"), "val", "loss", arm.label));
     }
     h << line_chart(kind == "ar" ? "AR validation loss" : "NAR validation loss", curves, "step", "cross-entropy");
   }
   h << "</div>";
+}
+
+// One figure of each arm's first finished seed: RUN/`rel`, embedded at `scale`.
+void html_arm_figures(std::ostream& h, const ExperimentInfo& info, const Results& results, const std::string& rel,
+                      const std::string& alt, double scale) {
+  for (const auto& arm : info.arms) {
+    const auto& runs = results.of(arm).runs;
+    if (runs.empty()) continue;
+    h << "<div class='fig'><b>" << escape(arm.label) << "</b><br>"
+      << embed_png(first_existing(info.dir, arm.name, runs, rel), alt + ", " + arm.label, scale) << "</div>";
+  }
+}
+
+// The teacher-forced AR predictions and the AR samples of every arm.
+void html_figures(std::ostream& h, const ExperimentInfo& info, const Results& results) {
   h << "<h2>Teacher-forced AR predictions (paper Fig. 6a; first finished seed)</h2><p class='note'>Per row: the test "
        "image, its reconstruction, the image decoded from the AR model's top-1 prediction of every token given the true "
        "tokens before it; the caption is that image's top-1 accuracy.</p><div class='figs'>";
-  for (const auto& arm : info.arms) {
-    const auto& runs = results[arm.name].runs;
-    if (runs.empty()) continue;
-    h << "<div class='fig'><b>" << escape(arm.label) << "</b><br>"
-      << embed_png(first_existing(info.dir, arm.name, runs, "visualization.png"), "visualisation, " + arm.label, 2) << "</div>";
-  }
+  html_arm_figures(h, info, results, "visualization.png", "visualisation", 2);
   h << "</div><h2>AR samples, a row per class (first finished seed)</h2><div class='figs'>";
-  for (const auto& arm : info.arms) {
-    const auto& runs = results[arm.name].runs;
-    if (runs.empty()) continue;
-    h << "<div class='fig'><b>" << escape(arm.label) << "</b><br>"
-      << embed_png(first_existing(info.dir, arm.name, runs, "samples-ar/grid.png"), "AR samples, " + arm.label, 1) << "</div>";
-  }
+  html_arm_figures(h, info, results, "samples-ar/grid.png", "AR samples", 1);
   h << "</div>";
+}
 
-  // How it was made.
-  h << "<h2>Runs and commands</h2><p>Budget of every run on top of the preset: <code>" << escape(budget) << "</code>; "
+// How it was made: the budget, each arm's settings and wall times, and the commands of its
+// first finished seed.
+void html_runs(std::ostream& h, const ExperimentInfo& info, const Results& results) {
+  h << "<h2>Runs and commands</h2><p>Budget of every run on top of the preset: <code>" << escape(budget_of(info)) << "</code>; "
     << escape(info.train_images) << " training images tokenised for the transformers, " << escape(info.samples_per_class)
     << " samples per class from each transformer, " << info.eval_images
     << " test images for rFID, PSNR, usage and as the FID reference.</p><table><tr><th>arm</th><th>settings</th><th>seeds and wall time</th></tr>";
   for (const auto& arm : info.arms) {
     std::string settings, times;
     for (const auto& s : arm.settings) settings += "<code>" + escape(s) + "</code> ";
-    for (const auto& r : results[arm.name].runs)
+    for (const auto& r : results.of(arm).runs)
       times += "seed " + std::to_string(r.value("seed", 0)) + ": " + duration(r.value("seconds", 0.0)) + "<br>";
     h << "<tr><td>" << escape(arm.label) << "</td><td>" << settings << "</td><td>" << (times.empty() ? "-" : times) << "</td></tr>";
   }
   h << "</table>";
   for (const auto& arm : info.arms) {
-    const auto& runs = results[arm.name].runs;
+    const auto& runs = results.of(arm).runs;
     if (runs.empty()) continue;
     const std::string stages_path = first_existing(info.dir, arm.name, runs, "stages.json");
     const json st = read_json_file(stages_path);
@@ -260,6 +276,21 @@ std::string write_experiment_report(const ExperimentInfo& info) {
     }
     h << "</table></details>";
   }
+}
+
+}  // namespace
+
+std::string write_experiment_report(const ExperimentInfo& info) {
+  const Results results = collect_results(info);
+  write_text_atomic(info.dir + "/results.json", results.all.dump(2) + "\n");
+  write_markdown(info, results);
+  std::ostringstream h;
+  html_heading(h, info);
+  html_results(h, info, results);
+  html_metric_charts(h, info, results);
+  html_validation_curves(h, info, results);
+  html_figures(h, info, results);
+  html_runs(h, info, results);
   h << images_loaded_script() << "</body></html>\n";
   const std::string path = info.dir + "/report.html";
   write_text_atomic(path, h.str());

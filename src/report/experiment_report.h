@@ -16,8 +16,15 @@ struct ExperimentArm {
   double x = 0;
 };
 
+// What the paper reports about an experiment, at the top of its report: a title, and the
+// paper's findings with their numbers.
+struct ExperimentClaim {
+  std::string title, paper;
+};
+
 struct ExperimentInfo {
   std::string name;  // alpha-sweep, decoder, codebook, perceptual-layers
+  ExperimentClaim claim;
   std::string dir;   // the experiment's directory
   std::string preset;
   std::vector<ExperimentArm> arms;

@@ -1,4 +1,15 @@
 // The option registry and argument parsing shared by all subcommands.
+//
+// The registry (Command::option/flag/positional) is the one description of every command's
+// options: the parser, `--help`, the README's command reference (`seqgan cli-reference`, kept
+// current by a test) and the test that parses every option with its printed default all come
+// from it. A general parser such as CLI11 (Debian's libcli11-dev) would hold its own
+// description of the options, so help and the reference would need this registry beside it or
+// an adapter as large as the parser it replaces (Command::parse is about 40 lines). The
+// configuration keys that `--set KEY=VALUE` takes are typed, ranged and suggested ("did you
+// mean") by the config registry (config/fields.h) whichever parser reads argv, and what CLI11
+// adds beyond that (nested subcommands, INI/TOML files, option groups) seqgan does not use: its
+// configuration files are JSON read through the same config registry.
 #pragma once
 
 #include <functional>

@@ -43,6 +43,9 @@ struct TokenizerConfig {
   int decoder_attn_pairs = 0;        // B&D pairs per decoder level; phase 2: 1; "+Attention x2": 2
   int attn_window = 8;
   int attn_heads = 1;
+  // The image range the encoder's weights expect: "minus1_1", images as seqgan loads them;
+  // "0_1", (x + 1) / 2 first, as MaskGIT's published tokenizer (tools/convert_maskgit_vqgan.py).
+  std::string input_range = "minus1_1";
 };
 
 // Nearest-code quantiser and its regulariser (SPEC section 3).

@@ -757,7 +757,7 @@ Command bench_command() {
   c.flag("--no-python", "skip the comparison with the PyTorch eager reference (tools/reference)");
   c.option("--python", "EXE", "/usr/bin/python3", "the Python interpreter (with torch) that runs the reference");
   c.option("--reference", "DIR", "",
-           "folder of bench.py and models.py (default: $SEQGAN_REFERENCE_DIR, else the source tree's tools/reference)");
+           "folder of bench.py and loader.py of a seqgan source tree (default: $SEQGAN_REFERENCE_DIR, else the source tree's tools/reference)");
   c.run = run_bench;
   return c;
 }

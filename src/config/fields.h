@@ -103,6 +103,9 @@ void visit_fields(C& c, V&& v) {
   v("tokenizer.decoder_attn_pairs", t.decoder_attn_pairs, "B&D attention pairs per decoder level (phase 2: 1; +Attention x2: 2)", range(0, 64));
   v("tokenizer.attn_window", t.attn_window, "B&D attention window b", range(1, 1024));
   v("tokenizer.attn_heads", t.attn_heads, "B&D attention heads", range(1, 1024));
+  v("tokenizer.input_range", t.input_range,
+    "image range the encoder's weights expect: minus1_1 (seqgan's) or 0_1 ((x + 1) / 2 first: MaskGIT's tokenizer)",
+    one_of({"minus1_1", "0_1"}));
 
   auto& q = c.quantizer;
   v("quantizer.beta", q.beta, "commitment weight on the encoder term", range(0, 100));

@@ -20,7 +20,9 @@ int64_t count_parameters(const torch::nn::Module& module, const std::string& pre
   return n;
 }
 
-EncoderImpl::EncoderImpl(const TokenizerConfig& c, int image_channels) {
+EncoderImpl::EncoderImpl(const TokenizerConfig& c, int image_channels) : unit_input_(c.input_range == "0_1") {
+  SEQGAN_CHECK_HINT(c.input_range == "minus1_1" || unit_input_, "set tokenizer.input_range to minus1_1 or 0_1",
+                    "unknown tokenizer.input_range '", c.input_range, "'");
   const auto norm = norm_spec(c);
   const int levels = static_cast<int>(c.channel_mult.size());
   conv_in = register_module("conv_in", conv(image_channels, c.base_channels, 3, false));
@@ -42,7 +44,8 @@ EncoderImpl::EncoderImpl(const TokenizerConfig& c, int image_channels) {
 }
 
 at::Tensor EncoderImpl::forward(const at::Tensor& x) {
-  auto h = conv_in(nn::to_channels_last(x));
+  // Images arrive in [-1, 1]; weights trained on [0, 1] (MaskGIT's) see (x + 1) / 2.
+  auto h = conv_in(nn::to_channels_last(unit_input_ ? x * 0.5 + 0.5 : x));
   for (size_t i = 0; i < down->size(); ++i) {
     h = down_blocks_[i]->forward(h);
     if (i + 1 < down->size()) h = at::avg_pool2d(h, 2);  // [B, C, H, W] -> [B, C, H/2, W/2]

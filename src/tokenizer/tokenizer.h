@@ -25,6 +25,7 @@ class EncoderImpl : public torch::nn::Module {
   std::vector<torch::nn::Sequential> down_blocks_;
   torch::nn::Sequential mid{nullptr};
   torch::nn::GroupNorm norm_out{nullptr};
+  bool unit_input_ = false;  // tokenizer.input_range "0_1": x -> (x + 1) / 2 before conv_in
 };
 TORCH_MODULE(Encoder);
 

@@ -21,6 +21,17 @@ const std::string& checked_run_dir(const RunOptions& o) {
 
 }  // namespace
 
+void save_model_file(const std::string& path, const torch::nn::Module& model, CheckpointMeta meta, const Ema* ema,
+                     safetensors::TensorMap tensors) {
+  if (ema && ema->enabled()) {
+    meta.extra["ema_decay"] = nlohmann::json(ema->decay()).dump();
+    auto averaged = ema->state(model, "ema.");
+    averaged.erase("ema.__updates");
+    tensors.insert(averaged.begin(), averaged.end());
+  }
+  save_checkpoint(path, model, meta, tensors);
+}
+
 TrainingLoop::TrainingLoop(const RunOptions& options, std::string state_kind, const std::string& model_file,
                            Config& config)
     : options_(options),
@@ -114,11 +125,7 @@ void TrainingLoop::save(const std::string& why, const Config& config, const torc
   model_meta.config_json = meta.config_json;
   model_meta.step = state_.step;
   model_meta.extra = std::move(parts.model_extra);
-  if (ema.enabled()) {
-    model_meta.extra["ema_decay"] = nlohmann::json(ema.decay()).dump();
-    averaged.erase("ema.__updates");
-  }
-  save_checkpoint(model_path_, model, model_meta, averaged);
+  save_model_file(model_path_, model, std::move(model_meta), &ema);
   saved_at_ = state_.step;
   log_info(str("step ", state_.step, " | checkpoint written (", why, "): ", model_path_));
 }

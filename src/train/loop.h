@@ -24,6 +24,12 @@ namespace seqgan {
 
 class Ema;
 
+// The model file of a run as the trainers write it: the module's weights and `meta` (kind,
+// configuration, step, extra) and, where `ema` averages, the average under "ema." with its decay
+// in the metadata; `tensors` are stored beside them. Atomic.
+void save_model_file(const std::string& path, const torch::nn::Module& model, CheckpointMeta meta, const Ema* ema,
+                     safetensors::TensorMap tensors = {});
+
 class TrainingLoop {
  public:
   // Locks the run directory (refusing a fresh start over a run unless told to overwrite); on

@@ -1,7 +1,8 @@
 """The Python side of `seqgan bench`: for each case file seqgan wrote (a model's weights, an input,
 seqgan's outputs for that input, and how to time it), build the same model in PyTorch eager mode
-from tools/reference/models.py, load the weights, check that its outputs agree with seqgan's, and
-time the same training step the same way (best of `repeats` runs of at least `min_seconds`).
+with seqgan_torch.models (python/seqgan_torch, the PyTorch interop module), load the weights,
+check that its outputs agree with seqgan's, and time the same training step the same way (best of
+`repeats` runs of at least `min_seconds`).
 
   python3 tools/reference/bench.py CASE.safetensors [...] > results.json
 
@@ -15,10 +16,16 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import models  # noqa: E402
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOOLS)
+sys.path.insert(0, os.path.join(os.path.dirname(TOOLS), "python"))
 from weights_io import read_safetensors  # noqa: E402
+
+try:
+    from seqgan_torch import models
+except ImportError as e:
+    sys.exit(f"bench.py: cannot import seqgan_torch ({e}); it is the python/ folder of the seqgan source tree "
+             "this script belongs to: run tools/reference/bench.py from a whole source tree")
 
 
 def best_rate(fn, work_per_call, repeats, min_seconds):
@@ -73,8 +80,10 @@ def tokenizer_case(meta, tensors, params):
 def transformer_case(meta, tensors, params):
     cfg = json.loads(meta["config"])
     causal = meta["causal"] == "1"
-    K, L = int(meta["codebook_size"]), int(meta["length"])
-    model = models.Transformer(cfg["transformer"], K, L, int(meta["num_classes"]), causal)
+    space = models.TokenSpace(int(meta["codebook_size"]), int(meta["length"]), int(meta["num_classes"]),
+                              meta.get("null_class") == "1")
+    K = space.codebook_size
+    model = models.Transformer(cfg["transformer"], space, causal)
     model.load_state_dict(params, strict=True)
     cond, tokens = tensors["input.cond"].long(), tensors["input.tokens"].long()
     inputs = tokens[:, :-1] if causal else tokens

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include "remove_tree.h"
 #include "cli_capture.h"
@@ -123,14 +124,25 @@ TEST_F(Pipeline, TokenizeTrainSampleVisualize) {
   }
 
   // The example program, built against the public headers only, runs on these models.
-  const std::string embed_out = *dir + "/embed";
-  std::filesystem::create_directories(embed_out);
-  const std::string cmd = std::string(SEQGAN_EMBED_EXAMPLE) + " " + tokenizer() + " " + *dir + "/ar/transformer.safetensors " +
-                          *dir + "/samples-ar/images/000001.png " + embed_out + " > " + embed_out + "/log.txt 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file_text(embed_out + "/log.txt");
-  EXPECT_TRUE(contains(test::read_file_text(embed_out + "/log.txt"), "into 8x8 codes of 16"));
-  for (const char* f : {"reconstruction.png", "sample-0.png", "sample-3.png"})
-    EXPECT_TRUE(std::filesystem::exists(embed_out + "/" + f)) << f;
+  // The build tree's, and those that scripts/test.sh built against the installed package (with
+  // find_package(seqgan) and with pkg-config), named in SEQGAN_INSTALLED_EMBED_EXAMPLES.
+  std::vector<std::string> examples{SEQGAN_EMBED_EXAMPLE};
+  if (const char* installed = std::getenv("SEQGAN_INSTALLED_EMBED_EXAMPLES")) {
+    std::stringstream list(installed);
+    for (std::string path; std::getline(list, path, ':');)
+      if (!path.empty()) examples.push_back(path);
+  }
+  for (size_t i = 0; i < examples.size(); ++i) {
+    ASSERT_TRUE(std::filesystem::exists(examples[i])) << examples[i];
+    const std::string embed_out = *dir + "/embed-" + std::to_string(i);
+    std::filesystem::create_directories(embed_out);
+    const std::string cmd = examples[i] + " " + tokenizer() + " " + *dir + "/ar/transformer.safetensors " + *dir +
+                            "/samples-ar/images/000001.png " + embed_out + " > " + embed_out + "/log.txt 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << examples[i] << "\n" << test::read_file_text(embed_out + "/log.txt");
+    EXPECT_TRUE(contains(test::read_file_text(embed_out + "/log.txt"), "into 8x8 codes of 16")) << examples[i];
+    for (const char* f : {"reconstruction.png", "sample-0.png", "sample-3.png"})
+      EXPECT_TRUE(std::filesystem::exists(embed_out + "/" + f)) << examples[i] << ": " << f;
+  }
 
   // The tokenizer metrics in one command, on a folder of images (the AR samples).
   const std::vector<std::string> net{"--threads", "2", "--set", "data.resolution=16", "--set",

@@ -29,16 +29,23 @@ inline Rule one_of(std::vector<std::string> choices) {
   return r;
 }
 
-// Calls v(path, field, help, rule) for every field of `c`, in the order the help prints them.
+// The rules most fields share.
+struct CommonRules {
+  Rule none;
+  Rule positive = range(1, 1e12);
+  Rule nonneg = range(0, 1e12);
+  Rule unit = range(0, 1);
+  Rule lr = range(0, 1);
+  Rule beta = range(0, 0.999999);
+};
+
 // The keys of one tokenizer phase's training settings (TokenizerTrainConfig) under `prefix`:
 // phase 1's train_tokenizer.* and phase 2's phase2.* are the same list.
 template <class T, class V>
 void tokenizer_training_fields(V& v, const std::string& prefix, T& t) {
-  const Rule none;
-  const Rule positive = range(1, 1e12);
-  const Rule nonneg = range(0, 1e12);
-  const Rule lr = range(0, 1);
-  const Rule beta = range(0, 0.999999);
+  const CommonRules rules;
+  const auto& [none, positive, nonneg, unit, lr, beta] = rules;
+  (void)unit;
   v(prefix + "batch_size", t.batch_size, "images per step (all ranks)", positive);
   v(prefix + "iterations", t.iterations, "training steps", positive);
   v(prefix + "lr", t.lr, "peak learning rate", lr);
@@ -57,14 +64,11 @@ void tokenizer_training_fields(V& v, const std::string& prefix, T& t) {
   v(prefix + "ema_decay", t.ema_decay, "exponential moving average of the weights (0: off; kept beside the raw weights)", range(0, 0.999999));
 }
 
+// Calls v(path, field, help, rule) for every field of `c`, in the order the help prints them.
 template <class C, class V>
 void visit_fields(C& c, V&& v) {
-  const Rule none;
-  const Rule positive = range(1, 1e12);
-  const Rule nonneg = range(0, 1e12);
-  const Rule unit = range(0, 1);
-  const Rule lr = range(0, 1);
-  const Rule beta = range(0, 0.999999);
+  const CommonRules rules;
+  const auto& [none, positive, nonneg, unit, lr, beta] = rules;
   v("preset", c.preset, "the preset this configuration started from", none);
   v("seed", c.seed, "random seed of initialisation, data order and sampling", none);
   v("threads", c.threads, "CPU threads for tensor math (0: all cores)", range(0, 4096));

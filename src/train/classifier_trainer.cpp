@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include "seqgan/error.h"
 #include "seqgan/log.h"
@@ -110,9 +112,12 @@ double classifier_accuracy(Classifier& model, const Dataset& data, const Classif
   return static_cast<double>(correct) / static_cast<double>(total);
 }
 
-ClassifierResult train_classifier(const ClassifierTrainOptions& options, Dataset& train, Dataset& test,
-                                  const std::string& out_path) {
-  const auto start = Clock::now();
+namespace {
+
+// The architecture the options and the data resolve to, after checking that the data sets are
+// labelled, the options in range and the output directory there.
+ClassifierArch resolve_arch(const ClassifierTrainOptions& options, const Dataset& train, const Dataset& test,
+                            const std::string& out_path) {
   SEQGAN_CHECK_HINT(train.num_classes() > 0 && test.num_classes() > 0,
                     "a classifier needs labels: use a data set with class sub-folders or label files",
                     "expected labelled data sets, found ", train.num_classes(), " classes in ", train.description(),
@@ -126,47 +131,37 @@ ClassifierResult train_classifier(const ClassifierTrainOptions& options, Dataset
   if (arch.num_classes == 0) arch.num_classes = train.num_classes();
   SEQGAN_CHECK_HINT(arch.num_classes >= train.num_classes(), "set the classifier's num_classes to 0 (from the data)",
                     "the classifier has ", arch.num_classes, " classes, the training set ", train.num_classes());
-
   const std::filesystem::path parent = std::filesystem::path(out_path).parent_path();
   SEQGAN_CHECK_HINT(parent.empty() || std::filesystem::is_directory(parent), "create the directory first",
                     "the output directory '", parent.string(), "' of '", out_path, "' does not exist");
   SEQGAN_CHECK_HINT(train.size() >= options.batch_size, "lower batch_size", train.description(), ": ", train.size(),
                     " samples are fewer than one batch of ", options.batch_size);
+  return arch;
+}
 
-  set_threads(options.threads);
-  const torch::Device device = torch::Device(resolve_device(options.device));
-  torch::manual_seed(options.seed);
-  auto model = std::make_shared<Classifier>(arch);
-  model->to(device);
-  model->train();
-
-  LoaderOptions lo;
-  lo.batch_size = options.batch_size;
-  lo.num_workers = options.num_workers;
-  lo.shuffle = true;
-  lo.drop_last = true;  // batch norm statistics of a tiny last batch are noise
-  lo.seed = options.seed;
-  Loader loader(borrow(train), lo, eval_transform(arch, options.pad));
-  const int64_t per_epoch = loader.batches_per_epoch();
-  const int64_t total = per_epoch * options.epochs;
-
-  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(options.lr).weight_decay(options.weight_decay));
-  MetricsWriter metrics = options.metrics_path.empty() ? MetricsWriter() : MetricsWriter(options.metrics_path);
-  std::mt19937_64 rng(options.seed ^ 0x9e3779b97f4a7c15ULL);
-  log_info(str("train-classifier: ", model->description(), ", ", train.size(), " training images (",
-               train.description(), "), ", options.epochs, " epochs of ", per_epoch, " steps, ", device.str()));
-
-  Progress progress("train-classifier", total);
-  ClassifierResult result;
+// One epoch's training loop over the classifier, with its state across epochs.
+struct ClassifierRun {
+  const ClassifierTrainOptions& options;
+  const Dataset& train;
+  Classifier& model;
+  torch::optim::AdamW& optimizer;
+  Loader& loader;
+  MetricsWriter& metrics;
+  Progress& progress;
+  torch::Device device;
+  int64_t per_epoch, total;
+  std::mt19937_64 rng;
   int64_t step = 0;
-  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+
+  // Mean loss and accuracy of the epoch's batches (augmented, in train mode).
+  std::pair<double, double> epoch(int epoch) {
     loader.start_epoch(epoch);
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     const auto epoch_start = Clock::now();
     Batch batch;
     while (loader.next(batch)) {
-      check_labels(batch.labels, arch.num_classes, train);
+      check_labels(batch.labels, model.arch().num_classes, train);
       const double lr = lr_at(options, step, total);
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
@@ -174,7 +169,7 @@ ClassifierResult train_classifier(const ClassifierTrainOptions& options, Dataset
       at::Tensor x = augment(batch.images, options.shift, options.hflip, rng).to(device);
       x = x.contiguous(at::MemoryFormat::ChannelsLast);
       const at::Tensor labels = batch.labels.to(device);
-      const at::Tensor logits = model->forward(x);  // [B, num_classes]
+      const at::Tensor logits = model.forward(x);  // [B, num_classes]
       const at::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
       optimizer.zero_grad();
       loss.backward();
@@ -194,25 +189,61 @@ ClassifierResult train_classifier(const ClassifierTrainOptions& options, Dataset
       if (step % options.log_every == 0 || step == total)
         metrics.write("classifier", step, {{"loss", loss_value}, {"lr", lr}, {"ms_per_it", ms}});
     }
-    result.train_loss = loss_sum / static_cast<double>(seen);
-    result.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    return {loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen)};
+  }
+};
+
+}  // namespace
+
+ClassifierResult train_classifier(const ClassifierTrainOptions& options, Dataset& train, Dataset& test,
+                                  const std::string& out_path) {
+  const auto start = Clock::now();
+  const ClassifierArch arch = resolve_arch(options, train, test, out_path);
+  set_threads(options.threads);
+  const torch::Device device = torch::Device(resolve_device(options.device));
+  torch::manual_seed(options.seed);
+  auto model = std::make_shared<Classifier>(arch);
+  model->to(device);
+  model->train();
+
+  LoaderOptions lo;
+  lo.batch_size = options.batch_size;
+  lo.num_workers = options.num_workers;
+  lo.shuffle = true;
+  lo.drop_last = true;  // batch norm statistics of a tiny last batch are noise
+  lo.seed = options.seed;
+  Loader loader(borrow(train), lo, eval_transform(arch, options.pad));
+  const int64_t per_epoch = loader.batches_per_epoch();
+  const int64_t total = per_epoch * options.epochs;
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(options.lr).weight_decay(options.weight_decay));
+  MetricsWriter metrics = options.metrics_path.empty() ? MetricsWriter() : MetricsWriter(options.metrics_path);
+  log_info(str("train-classifier: ", model->description(), ", ", train.size(), " training images (",
+               train.description(), "), ", options.epochs, " epochs of ", per_epoch, " steps, ", device.str()));
+
+  Progress progress("train-classifier", total);
+  ClassifierRun run{options, train, *model, optimizer, loader, metrics, progress, device, per_epoch, total,
+                    std::mt19937_64(options.seed ^ 0x9e3779b97f4a7c15ULL)};
+  ClassifierResult result;
+  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    const auto epoch_start = Clock::now();
+    std::tie(result.train_loss, result.train_accuracy) = run.epoch(epoch);
     log_info(str("epoch ", epoch + 1, "/", options.epochs, " | loss ", fixed(result.train_loss, 4), " | train acc ",
                  fixed(result.train_accuracy, 4), " | ",
                  fixed(std::chrono::duration<double>(Clock::now() - epoch_start).count(), 1), " s"));
-    metrics.write("classifier_epoch", step, {{"loss", result.train_loss}, {"accuracy", result.train_accuracy}});
+    metrics.write("classifier_epoch", run.step, {{"loss", result.train_loss}, {"accuracy", result.train_accuracy}});
   }
   progress.finish();
 
   model->eval();
   result.test_accuracy = classifier_accuracy(*model, test, options);
-  metrics.write("classifier_test", step, {{"accuracy", result.test_accuracy}});
+  metrics.write("classifier_test", run.step, {{"accuracy", result.test_accuracy}});
   std::map<std::string, std::string> extra{{"test_accuracy", str(result.test_accuracy)},
                                            {"train_data", train.description()},
                                            {"test_data", test.description()}};
   if (!options.role.empty()) extra["role"] = options.role;
   save_classifier(out_path, *model, options.to_json(), extra);
   result.arch = arch;
-  result.steps = step;
+  result.steps = run.step;
   result.path = out_path;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   log_info(str("train-classifier: test accuracy ", fixed(100 * result.test_accuracy, 2), "% on ", test.size(),

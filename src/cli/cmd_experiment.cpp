@@ -270,124 +270,188 @@ void evaluate_guidance_run(const std::string& run, const std::string& stats_path
   write_text_atomic(run + "/result.json", r.dump(2) + "\n");
 }
 
-int run_experiment(const Args& args) {
-  const std::string name = args.positionals().at(0);
-  const auto seeds = parse_seeds(args.get("--seeds"));
-  const std::string out = args.get("--out"), preset = args.get("--preset");
+// What every run of an experiment shares: its name and arms, where it writes, the arguments of
+// every stage's command.
+struct ExperimentSetup {
+  std::string name, preset, job;
+  std::string exp;          // DIR/NAME
+  std::string classifiers;  // the loss and evaluation classifiers' directory
+  std::string stats;        // the test images' feature statistics, the FID reference of every run
+  std::vector<int64_t> seeds;
   std::vector<std::string> base_sets;  // the settings every run shares: the budget, then the user's
-  const auto budget = budget_of(name);
-  for (const auto& s : budget) base_sets.insert(base_sets.end(), {"--set", s});
-  for (const auto& s : args.all("--set")) base_sets.insert(base_sets.end(), {"--set", s});
-  const Config base = config_of(base_sets, preset);
-  const Experiment& experiment = experiment_named(name);
-  const auto arms = experiment.arms(base);
-  const std::string exp = out + "/" + name;
-  const std::string classifiers = args.get("--classifiers").empty() ? out + "/classifiers" : args.get("--classifiers");
-  const int64_t eval_images = args.get_int("--eval-images");
-  if (eval_images < 100) throw UsageError("--eval-images must be at least 100");
-  report::ExperimentInfo info{name, experiment.claim, exp, preset, arms, budget, {}, args.get("--train-images"),
-                              args.get("--samples-per-class"), eval_images};
-  for (const auto& s : args.all("--set")) info.settings.push_back(s);
-  const bool guidance = name == "guidance";
-  const auto write_report = [&] {
+  Arms arms;
+  int64_t eval_images = 0;
+  report::ExperimentInfo info;
+  bool guidance = false;
+  std::vector<std::string> common;  // added to every stage's command
+
+  // Rewrites the report from the runs finished so far; returns its path.
+  std::string write_report() const {
     return guidance ? report::write_guidance_report(info) : report::write_experiment_report(info);
-  };
+  }
+};
+
+// The experiment NAME with the budget and the user's settings, checked; trains nothing.
+ExperimentSetup setup_experiment(const Args& args) {
+  ExperimentSetup s;
+  s.name = args.positionals().at(0);
+  s.seeds = parse_seeds(args.get("--seeds"));
+  const std::string out = args.get("--out");
+  s.preset = args.get("--preset");
+  const auto budget = budget_of(s.name);
+  for (const auto& b : budget) s.base_sets.insert(s.base_sets.end(), {"--set", b});
+  for (const auto& b : args.all("--set")) s.base_sets.insert(s.base_sets.end(), {"--set", b});
+  const Config base = config_of(s.base_sets, s.preset);
+  const Experiment& experiment = experiment_named(s.name);
+  s.arms = experiment.arms(base);
+  s.exp = out + "/" + s.name;
+  s.classifiers = args.get("--classifiers").empty() ? out + "/classifiers" : args.get("--classifiers");
+  s.stats = s.exp + "/test-stats.safetensors";
+  s.eval_images = args.get_int("--eval-images");
+  if (s.eval_images < 100) throw UsageError("--eval-images must be at least 100");
+  s.info = report::ExperimentInfo{s.name, experiment.claim, s.exp, s.preset, s.arms, budget, {},
+                                  args.get("--train-images"), args.get("--samples-per-class"), s.eval_images};
+  for (const auto& b : args.all("--set")) s.info.settings.push_back(b);
+  s.guidance = s.name == "guidance";
+  s.job = "experiment " + s.name;
+  return s;
+}
+
+// The arguments every stage's command gets: the preset, threads, device, the shared classifiers,
+// then the budget and the user's settings.
+std::vector<std::string> common_arguments(const Args& args, const ExperimentSetup& s) {
+  std::vector<std::string> common{"--preset", s.preset, "--threads", args.get("--threads"), "--device", args.get("--device"),
+                                  "--set", "perceptual.weights=" + s.classifiers + "/classifier-loss/classifier.safetensors",
+                                  "--set", "eval.feature_weights=" + s.classifiers + "/classifier-eval/classifier.safetensors"};
+  common.insert(common.end(), s.base_sets.begin(), s.base_sets.end());
+  return common;
+}
+
+// The loss and evaluation classifiers, shared by every experiment.
+void train_classifiers(const ExperimentSetup& s) {
+  FileLock lock(s.classifiers + "/.lock");
+  StageRunner shared(s.classifiers + "/stages.json", s.common, s.job);
+  // Classifiers already there (e.g. a demo's, through --classifiers) are used as they are.
+  for (const std::string role : {"loss", "eval"}) {
+    const std::string file = s.classifiers + "/classifier-" + role + "/classifier.safetensors";
+    if (!fs::exists(file))
+      shared.stage(role == "loss" ? "classifier (loss network)" : "classifier (evaluation network)",
+                   {{"train-classifier", "--role", role, "--out", file}});
+  }
+}
+
+// The test images' feature statistics, and the machine, in the experiment's stages.json.
+void test_statistics(const ExperimentSetup& s) {
+  FileLock lock(s.exp + "/.lock");
+  StageRunner shared(s.exp + "/stages.json", s.common, s.job);
+  const std::string count = std::to_string(s.eval_images);
+  shared.stage("test statistics", {}, {"seqgan fid-stats data:test --count " + count + " --out " + s.stats}, [&] {
+    std::vector<std::string> a{"fid-stats", "data:test", "--count", count, "--out", s.stats};
+    a.insert(a.end(), s.common.begin(), s.common.end());
+    SEQGAN_CHECK_HINT(run_cli(a) == 0, "fix the problem above and run the experiment again", "seqgan ", join_args(a), " failed");
+  });
+  auto& st = shared.state();
+  st["machine"] = machine_summary();
+  shared.save();
+}
+
+// One arm at one seed.
+struct ArmRun {
+  const report::ExperimentArm& arm;
+  int64_t seed;
+  std::string dir;                // DIR/NAME/ARM/seed-S
+  std::string tokenizer;          // its tokenizer.safetensors
+  std::vector<std::string> args;  // the experiment's common arguments and the run's settings
+};
+
+// The run's tokenizer, its tokens of training and test images, and the AR and NAR transformers.
+void train_models(const Args& args, const ArmRun& run, StageRunner& r) {
+  const std::string& dir = run.dir;
+  r.stage("tokenizer", {r.resumable({"train-tokenizer", "--phase", "1", "--out", dir + "/tokenizer"}, dir + "/tokenizer")});
+  r.stage("tokens", {{"tokenize", "--tokenizer", run.tokenizer, "--split", "train", "--limit", args.get("--train-images"),
+                      "--out", dir + "/tokens-train.safetensors"},
+                     {"tokenize", "--tokenizer", run.tokenizer, "--split", "test", "--limit", "1000", "--out",
+                      dir + "/tokens-test.safetensors"}});
+  for (const std::string kind : {"ar", "nar"})
+    r.stage(kind + " transformer", {r.resumable({"train-transformer", "--kind", kind, "--tokens", dir + "/tokens-train.safetensors",
+                                                 "--val-tokens", dir + "/tokens-test.safetensors", "--out", dir + "/" + kind},
+                                                dir + "/" + kind)});
+}
+
+// A guidance run: a stage per sample set, then FID, IS and acceptance of them all. Rejection
+// scores with the perceptual-loss classifier, so that the network that picks the samples is not
+// the one that measures them.
+void sample_guidance_sets(const Args& args, const ExperimentSetup& s, const ArmRun& run, StageRunner& r) {
+  for (const auto& set : report::guidance_sets()) {
+    std::ostringstream g, f;
+    g << set.guidance;
+    f << set.accept_fraction;
+    r.stage(set.folder(), {{"sample", "--model", run.dir + "/" + set.kind + "/transformer.safetensors", "--tokenizer",
+                            run.tokenizer, "--weights", set.weights, "--per-class", args.get("--samples-per-class"),
+                            "--batch-size", "250", "--grid-columns", "12", "--seed", std::to_string(run.seed), "--set",
+                            "sample.guidance=" + g.str(), "--set", "sample.accept_fraction=" + f.str(),
+                            "--classifier", s.classifiers + "/classifier-loss/classifier.safetensors", "--out",
+                            run.dir + "/" + set.folder()}});
+  }
+  r.stage("evaluation", {}, {"(in-process) FID and IS of every sample set"},
+          [&] { evaluate_guidance_run(run.dir, s.stats, run.args, s.preset, run.arm, run.seed); });
+}
+
+// Any other run: samples of both transformers, the AR model's teacher-forced visualisation, then
+// the tokenizer's and the samples' scores.
+void sample_and_evaluate(const Args& args, const ExperimentSetup& s, const ArmRun& run, StageRunner& r) {
+  std::vector<std::vector<std::string>> sampling;
+  for (const std::string kind : {"ar", "nar"})
+    sampling.push_back({"sample", "--model", run.dir + "/" + kind + "/transformer.safetensors", "--tokenizer", run.tokenizer,
+                        "--per-class", args.get("--samples-per-class"), "--batch-size", "250", "--grid-columns", "12",
+                        "--seed", std::to_string(run.seed), "--out", run.dir + "/samples-" + kind});
+  r.stage("samples", sampling);
+  r.stage("visualisation", {{"visualize", "--model", run.dir + "/ar/transformer.safetensors", "--tokenizer", run.tokenizer,
+                             "--count", "1000", "--out", run.dir + "/visualization.png", "--json",
+                             run.dir + "/visualization.json"}});
+  r.stage("evaluation", {},
+          {"(in-process) rFID, PSNR, usage on " + std::to_string(s.eval_images) + " test images; FID and IS of the samples"},
+          [&] { evaluate_run(run.dir, s.stats, run.args, s.preset, s.eval_images, run.arm, run.seed); });
+}
+
+// One arm at one seed, from the tokenizer to RUN/result.json; then the report is rewritten.
+void run_arm(const Args& args, const ExperimentSetup& s, const report::ExperimentArm& arm, int64_t seed) {
+  ArmRun run{arm, seed, s.exp + "/" + arm.name + "/seed-" + std::to_string(seed), "", s.common};
+  run.tokenizer = run.dir + "/tokenizer/tokenizer.safetensors";
+  run.args.insert(run.args.end(), {"--set", "seed=" + std::to_string(seed)});
+  for (const auto& a : arm.settings) run.args.insert(run.args.end(), {"--set", a});
+  StageRunner r(run.dir + "/stages.json", run.args, s.job + " " + arm.name + " seed " + std::to_string(seed));
+  r.state()["arm"] = arm.name;
+  r.state()["seed"] = seed;
+  r.state()["arguments"] = join_args(run.args);
+  r.save();
+  train_models(args, run, r);
+  if (s.guidance)
+    sample_guidance_sets(args, s, run, r);
+  else
+    sample_and_evaluate(args, s, run, r);
+  s.write_report();
+}
+
+int run_experiment(const Args& args) {
+  ExperimentSetup s = setup_experiment(args);
   if (args.flag("--report-only")) {
-    std::cout << "wrote " << write_report() << "\n";
+    std::cout << "wrote " << s.write_report() << "\n";
     return 0;
   }
   set_threads(static_cast<int>(args.get_int("--threads")));
-  std::vector<std::string> common{"--preset", preset, "--threads", args.get("--threads"), "--device", args.get("--device"),
-                                  "--set", "perceptual.weights=" + classifiers + "/classifier-loss/classifier.safetensors",
-                                  "--set", "eval.feature_weights=" + classifiers + "/classifier-eval/classifier.safetensors"};
-  common.insert(common.end(), base_sets.begin(), base_sets.end());
-  const std::string job = "experiment " + name;
+  s.common = common_arguments(args, s);
   try {
-    {
-      FileLock lock(classifiers + "/.lock");
-      StageRunner shared(classifiers + "/stages.json", common, job);
-      // Classifiers already there (e.g. a demo's, through --classifiers) are used as they are.
-      for (const std::string role : {"loss", "eval"}) {
-        const std::string file = classifiers + "/classifier-" + role + "/classifier.safetensors";
-        if (!fs::exists(file))
-          shared.stage(role == "loss" ? "classifier (loss network)" : "classifier (evaluation network)",
-                       {{"train-classifier", "--role", role, "--out", file}});
-      }
-    }
-    const std::string stats = exp + "/test-stats.safetensors";
-    {
-      FileLock lock(exp + "/.lock");
-      StageRunner shared(exp + "/stages.json", common, job);
-      shared.stage("test statistics", {}, {"seqgan fid-stats data:test --count " + std::to_string(eval_images) + " --out " + stats},
-                   [&] {
-                     std::vector<std::string> a{"fid-stats", "data:test", "--count", std::to_string(eval_images), "--out", stats};
-                     a.insert(a.end(), common.begin(), common.end());
-                     SEQGAN_CHECK_HINT(run_cli(a) == 0, "fix the problem above and run the experiment again",
-                                       "seqgan ", join_args(a), " failed");
-                   });
-      auto& st = shared.state();
-      st["machine"] = machine_summary();
-      shared.save();
-    }
-    for (const int64_t seed : seeds) {
-      for (const auto& arm : arms) {
-        const std::string run = exp + "/" + arm.name + "/seed-" + std::to_string(seed);
-        std::vector<std::string> run_args = common;
-        run_args.insert(run_args.end(), {"--set", "seed=" + std::to_string(seed)});
-        for (const auto& s : arm.settings) run_args.insert(run_args.end(), {"--set", s});
-        StageRunner r(run + "/stages.json", run_args, job + " " + arm.name + " seed " + std::to_string(seed));
-        r.state()["arm"] = arm.name;
-        r.state()["seed"] = seed;
-        r.state()["arguments"] = join_args(run_args);
-        r.save();
-        const std::string tok = run + "/tokenizer/tokenizer.safetensors";
-        r.stage("tokenizer", {r.resumable({"train-tokenizer", "--phase", "1", "--out", run + "/tokenizer"}, run + "/tokenizer")});
-        r.stage("tokens", {{"tokenize", "--tokenizer", tok, "--split", "train", "--limit", args.get("--train-images"), "--out",
-                            run + "/tokens-train.safetensors"},
-                           {"tokenize", "--tokenizer", tok, "--split", "test", "--limit", "1000", "--out",
-                            run + "/tokens-test.safetensors"}});
-        for (const std::string kind : {"ar", "nar"})
-          r.stage(kind + " transformer", {r.resumable({"train-transformer", "--kind", kind, "--tokens", run + "/tokens-train.safetensors",
-                                                       "--val-tokens", run + "/tokens-test.safetensors", "--out", run + "/" + kind},
-                                                      run + "/" + kind)});
-        if (guidance) {
-          // A stage per sample set; rejection scores with the perceptual-loss classifier, so that
-          // the network that picks the samples is not the one that measures them.
-          for (const auto& set : report::guidance_sets()) {
-            std::ostringstream g, f;
-            g << set.guidance;
-            f << set.accept_fraction;
-            r.stage(set.folder(), {{"sample", "--model", run + "/" + set.kind + "/transformer.safetensors", "--tokenizer", tok,
-                                    "--weights", set.weights, "--per-class", args.get("--samples-per-class"), "--batch-size",
-                                    "250", "--grid-columns", "12", "--seed", std::to_string(seed), "--set",
-                                    "sample.guidance=" + g.str(), "--set", "sample.accept_fraction=" + f.str(),
-                                    "--classifier", classifiers + "/classifier-loss/classifier.safetensors", "--out",
-                                    run + "/" + set.folder()}});
-          }
-          r.stage("evaluation", {}, {"(in-process) FID and IS of every sample set"},
-                  [&] { evaluate_guidance_run(run, stats, run_args, preset, arm, seed); });
-          write_report();
-          continue;
-        }
-        std::vector<std::vector<std::string>> sampling;
-        for (const std::string kind : {"ar", "nar"})
-          sampling.push_back({"sample", "--model", run + "/" + kind + "/transformer.safetensors", "--tokenizer", tok, "--per-class",
-                              args.get("--samples-per-class"), "--batch-size", "250", "--grid-columns", "12", "--seed",
-                              std::to_string(seed), "--out", run + "/samples-" + kind});
-        r.stage("samples", sampling);
-        r.stage("visualisation", {{"visualize", "--model", run + "/ar/transformer.safetensors", "--tokenizer", tok, "--count", "1000",
-                                   "--out", run + "/visualization.png", "--json", run + "/visualization.json"}});
-        r.stage("evaluation", {}, {"(in-process) rFID, PSNR, usage on " + std::to_string(eval_images) + " test images; FID and IS of the samples"},
-                [&] { evaluate_run(run, stats, run_args, preset, eval_images, arm, seed); });
-        write_report();
-      }
-    }
+    train_classifiers(s);
+    test_statistics(s);
+    for (const int64_t seed : s.seeds)
+      for (const auto& arm : s.arms) run_arm(args, s, arm, seed);
   } catch (const StageRunner::Interrupted& e) {
-    std::cout << job << ": interrupted; run the same command again to resume\n";
+    std::cout << s.job << ": interrupted; run the same command again to resume\n";
     return e.exit_code();
   }
-  const std::string report = write_report();
-  std::cout << job << ": done; open " << report << " (tables also in " << exp << "/results.md)\n";
+  const std::string report = s.write_report();
+  std::cout << s.job << ": done; open " << report << " (tables also in " << s.exp << "/results.md)\n";
   return 0;
 }
 

@@ -132,68 +132,86 @@ std::pair<LoadedTransformer, LoadedTokenizer> open_models(const Args& args, cons
   return {std::move(tr), std::move(tok)};
 }
 
-int run_sample(const Args& args) {
-  const Config cli = load_config(args);
-  const auto device = to_device(resolve_device(cli.device));
-  auto [tr, tok] = open_models(args, device);
-  const auto& ts = tr.space;
-  const int64_t per_class = args.get_int("--per-class");
-  if (per_class < 1) throw UsageError("--per-class must be at least 1");
-  // Grid rows: one per class (per_class images each), or for an unconditional model rows of
-  // per_class images holding exactly --count images.
+// The grid's rows and the class id of every image, with how they are drawn.
+struct SamplePlan {
   struct Row {
-    int64_t cls, first, n;
+    int64_t cls, first, n;  // class (-1: unconditional), first image, images
   };
   std::vector<Row> rows;
-  std::vector<int64_t> cond;
+  std::vector<int64_t> cond;  // the class id of every image (0 for an unconditional model)
+  int64_t per_class = 0, total = 0, batch = 0;
+  RejectionOptions rejection;
+};
+
+// Grid rows: one per class (per_class images each), or for an unconditional model rows of
+// per_class images holding exactly --count images.
+SamplePlan plan_samples(const Args& args, const Config& cli, const TokenSpace& ts) {
+  SamplePlan p;
+  p.per_class = args.get_int("--per-class");
+  if (p.per_class < 1) throw UsageError("--per-class must be at least 1");
   if (ts.num_classes > 0) {
     for (const int64_t c : parse_classes(args.get("--classes"), ts.num_classes)) {
-      rows.push_back({c, static_cast<int64_t>(cond.size()), per_class});
-      cond.insert(cond.end(), static_cast<size_t>(per_class), c);
+      p.rows.push_back({c, static_cast<int64_t>(p.cond.size()), p.per_class});
+      p.cond.insert(p.cond.end(), static_cast<size_t>(p.per_class), c);
     }
   } else {
     const int64_t count = args.get_int("--count");
     if (count < 1) throw UsageError("--count must be at least 1");
-    for (int64_t first = 0; first < count; first += per_class) rows.push_back({-1, first, std::min(per_class, count - first)});
-    cond.assign(static_cast<size_t>(count), 0);
+    for (int64_t first = 0; first < count; first += p.per_class)
+      p.rows.push_back({-1, first, std::min(p.per_class, count - first)});
+    p.cond.assign(static_cast<size_t>(count), 0);
   }
-  const int64_t total = static_cast<int64_t>(cond.size());
-  const int64_t batch = std::max<int64_t>(1, args.get_int("--batch-size"));
-  const int64_t batches = (total + batch - 1) / batch;
-  const auto ar = ar_options(cli.sample);
-  const auto nar = nar_options(cli.sample);
-  RejectionOptions rejection;
-  rejection.fraction = cli.sample.accept_fraction;
-  rejection.threshold = cli.sample.accept_threshold;
-  rejection.max_draws = cli.sample.max_draws;
-  SEQGAN_CHECK_HINT(!rejection.active() || ts.num_classes > 0, "sample without sample.accept_fraction / accept_threshold",
+  p.total = static_cast<int64_t>(p.cond.size());
+  p.batch = std::max<int64_t>(1, args.get_int("--batch-size"));
+  p.rejection.fraction = cli.sample.accept_fraction;
+  p.rejection.threshold = cli.sample.accept_threshold;
+  p.rejection.max_draws = cli.sample.max_draws;
+  SEQGAN_CHECK_HINT(!p.rejection.active() || ts.num_classes > 0, "sample without sample.accept_fraction / accept_threshold",
                     "rejection sampling scores each image by its class; this model is unconditional");
+  return p;
+}
+
+// The plan line: what is sampled, in how many batches, with which settings, and where to.
+void print_plan(const Args& args, const SamplePlan& p, const LoadedTransformer& tr, const ArSampleOptions& ar) {
+  const auto& ts = tr.space;
+  const int64_t batches = (p.total + p.batch - 1) / p.batch;
   std::ostringstream guidance;
   if (ar.guidance.active())
     guidance << ", guidance " << ar.guidance.scale << " (" << ar.guidance.schedule << ")";
-  std::cout << "plan: " << total << " images ("
-            << (ts.num_classes > 0 ? str(rows.size(), " of the model's ", ts.num_classes, " classes x ", per_class)
+  std::cout << "plan: " << p.total << " images ("
+            << (ts.num_classes > 0 ? str(p.rows.size(), " of the model's ", ts.num_classes, " classes x ", p.per_class)
                                    : std::string("unconditional"))
-            << "), " << batches << " batch" << (batches == 1 ? "" : "es") << " of up to " << batch << ", "
+            << "), " << batches << " batch" << (batches == 1 ? "" : "es") << " of up to " << p.batch << ", "
             << ts.length << " tokens each (" << (tr.model->causal() ? "AR" : "NAR") << ", " << tr.weights << " weights"
             << guidance.str() << ")";
-  if (rejection.fraction < 1)
-    std::cout << "; rejection sampling keeps the best " << rejection.fraction << " of the draws";
-  if (rejection.threshold > 0)
-    std::cout << "; rejection sampling keeps p(class) >= " << rejection.threshold << " (at most " << rejection.max_draws
-              << " draws per image)";
+  if (p.rejection.fraction < 1)
+    std::cout << "; rejection sampling keeps the best " << p.rejection.fraction << " of the draws";
+  if (p.rejection.threshold > 0)
+    std::cout << "; rejection sampling keeps p(class) >= " << p.rejection.threshold << " (at most "
+              << p.rejection.max_draws << " draws per image)";
   std::cout << " -> " << args.get("--out") << "\n" << std::flush;
-  auto gen = make_generator(static_cast<uint64_t>(args.get_int("--seed")));
+}
+
+// The side h of the model's square grid of L = h * h tokens.
+int64_t grid_side(const TokenSpace& ts) {
   const int64_t h = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(ts.length))));
   SEQGAN_CHECK(h * h == ts.length, "the model's ", ts.length, " tokens do not form a square grid");
+  return h;
+}
 
-  // Written whole or not at all: an interruption or a full disk leaves the previous output as it was.
-  install_stop_handlers();
-  OutputFolder output(args.get("--out"));
-  const auto start = std::chrono::steady_clock::now();
-  bool estimated = false;
+// Draws codes with the transformer and decodes them with the tokenizer.
+struct Sampler {
+  LoadedTransformer& tr;
+  LoadedTokenizer& tok;
+  torch::Device device;
+  ArSampleOptions ar;
+  NarSampleOptions nar;
+  at::Generator gen;
+  int64_t batch, h;  // images drawn together; the side of the token grid
+  bool estimated;    // the time estimate was printed (once, in the first round of draws)
+
   // Codes [n, L] for n class ids, `batch` at a time.
-  const auto draw = [&](const std::vector<int64_t>& ids) {
+  at::Tensor draw(const std::vector<int64_t>& ids) {
     const int64_t n_all = static_cast<int64_t>(ids.size());
     const int64_t n_batches = (n_all + batch - 1) / batch;
     std::vector<at::Tensor> codes;
@@ -217,8 +235,10 @@ int run_sample(const Args& args) {
     }
     progress.finish();
     return at::cat(codes);
-  };
-  const auto decode = [&](const at::Tensor& codes) {
+  }
+
+  // Images [n, c, H, W] of codes [n, L], 64 at a time.
+  at::Tensor decode(const at::Tensor& codes) {
     torch::NoGradGuard ng;
     std::vector<at::Tensor> imgs;
     const int64_t n = codes.size(0);
@@ -227,38 +247,50 @@ int run_sample(const Args& args) {
                          .to(at::kFloat)
                          .cpu());
     return at::cat(imgs);
-  };
-  at::Tensor all, images;
-  if (!rejection.active()) {
-    all = draw(cond);
-  } else {
-    // Every draw is decoded once, to be scored; the kept ones' images are taken from those.
-    auto scorer = open_class_scorer(args, cli, ts, device);
-    std::vector<at::Tensor> decoded;
-    const auto r = rejection_sample(cond, rejection, draw, [&](const at::Tensor& codes, const std::vector<int64_t>& ids) {
-      decoded.push_back(decode(codes));
-      return scorer.score(decoded.back(), ids);
-    });
-    all = r.codes;
-    images = at::cat(decoded).index_select(0, r.drawn_index);
-    std::cout << std::fixed << std::setprecision(1) << "rejection sampling [" << scorer.name << "]: kept " << total
-              << " of " << r.drawn << " draws (acceptance rate " << 100 * r.acceptance_rate() << "%"
-              << (r.filled > 0 ? str(", ", r.filled, " below the threshold kept to fill classes") : std::string()) << ")"
-              << "; mean p(class) of the kept " << std::setprecision(3) << r.scores.mean().item<double>() << "\n";
-    if (r.filled > 0)
-      log_warn(str(r.filled, " of the kept images score below sample.accept_threshold ", rejection.threshold,
-                   " after ", rejection.max_draws, " draws per image (raise sample.max_draws or lower the threshold)"));
-    nlohmann::json j{{"classifier", scorer.name}, {"classifier_weights", scorer.weights}, {"drawn", r.drawn},
-                     {"kept", total}, {"accepted", r.accepted}, {"filled_below_threshold", r.filled},
-                     {"acceptance_rate", r.acceptance_rate()}, {"accept_fraction", rejection.fraction},
-                     {"accept_threshold", rejection.threshold}, {"mean_score_kept", r.scores.mean().item<double>()}};
-    write_text_atomic(output.file("rejection.json"), j.dump(2) + "\n");
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  all = all.view({total, h, h});
-  if (!images.defined()) images = decode(all);
+};
 
-  const std::string out = args.get("--out");
+// The sampled codes, and their images when drawing decoded them already (else undefined).
+struct Samples {
+  at::Tensor codes, images;
+};
+
+// The rejection line, a warning when kept images score below the threshold, and rejection.json.
+void report_rejection(const ClassScorer& scorer, const RejectionResult& r, const SamplePlan& p,
+                      const OutputFolder& output) {
+  const RejectionOptions& rejection = p.rejection;
+  std::cout << std::fixed << std::setprecision(1) << "rejection sampling [" << scorer.name << "]: kept " << p.total
+            << " of " << r.drawn << " draws (acceptance rate " << 100 * r.acceptance_rate() << "%"
+            << (r.filled > 0 ? str(", ", r.filled, " below the threshold kept to fill classes") : std::string()) << ")"
+            << "; mean p(class) of the kept " << std::setprecision(3) << r.scores.mean().item<double>() << "\n";
+  if (r.filled > 0)
+    log_warn(str(r.filled, " of the kept images score below sample.accept_threshold ", rejection.threshold,
+                 " after ", rejection.max_draws, " draws per image (raise sample.max_draws or lower the threshold)"));
+  nlohmann::json j{{"classifier", scorer.name}, {"classifier_weights", scorer.weights}, {"drawn", r.drawn},
+                   {"kept", p.total}, {"accepted", r.accepted}, {"filled_below_threshold", r.filled},
+                   {"acceptance_rate", r.acceptance_rate()}, {"accept_fraction", rejection.fraction},
+                   {"accept_threshold", rejection.threshold}, {"mean_score_kept", r.scores.mean().item<double>()}};
+  write_text_atomic(output.file("rejection.json"), j.dump(2) + "\n");
+}
+
+// Every draw is decoded once, to be scored; the kept ones' images are taken from those.
+Samples sample_with_rejection(const Args& args, const Config& cli, const SamplePlan& p, Sampler& sampler,
+                              const OutputFolder& output) {
+  auto scorer = open_class_scorer(args, cli, sampler.tr.space, sampler.device);
+  std::vector<at::Tensor> decoded;
+  const auto r = rejection_sample(
+      p.cond, p.rejection, [&](const std::vector<int64_t>& ids) { return sampler.draw(ids); },
+      [&](const at::Tensor& codes, const std::vector<int64_t>& ids) {
+        decoded.push_back(sampler.decode(codes));
+        return scorer.score(decoded.back(), ids);
+      });
+  Samples s{r.codes, at::cat(decoded).index_select(0, r.drawn_index)};
+  report_rejection(scorer, r, p, output);
+  return s;
+}
+
+// images/000000.png, ...: every image.
+void write_images(const OutputFolder& output, const at::Tensor& images, int64_t total) {
   std::filesystem::create_directories(output.file("images"));
   for (int64_t i = 0; i < total; ++i) {
     std::ostringstream name;
@@ -266,8 +298,11 @@ int run_sample(const Args& args) {
     write_png(name.str(), images[i]);
     if (i % 64 == 63) throw_if_stopped("sample");
   }
-  // Row captions: the class names the model was trained with, else the tokenizer's data set's,
-  // else ids.
+}
+
+// Row captions: the class names the model was trained with, else the tokenizer's data set's,
+// else ids.
+std::vector<std::string> class_names(const Args& args, const LoadedTransformer& tr, const LoadedTokenizer& tok) {
   std::vector<std::string> names = tr.class_names;
   if (names.empty()) {
     try {
@@ -275,33 +310,75 @@ int run_sample(const Args& args) {
     } catch (const Error&) {
     }
   }
+  return names;
+}
+
+// grid.png: a row per plan row, its first --grid-columns images, captioned with its class.
+void write_grid(const Args& args, const SamplePlan& p, const std::vector<std::string>& names, const at::Tensor& images,
+                const OutputFolder& output) {
   const int64_t columns = std::max<int64_t>(1, args.get_int("--grid-columns"));
   Figure fig;
-  for (const Row& row : rows) {
+  for (const SamplePlan::Row& row : p.rows) {
     const int64_t c = row.cls;
     const std::string caption = c < 0 ? "" : c < static_cast<int64_t>(names.size()) ? names[c] : "class " + std::to_string(c);
     fig.add_row(images.narrow(0, row.first, std::min(row.n, columns)), caption);
   }
   fig.write_png(output.file("grid.png"));
-  if (args.flag("--npz")) {
-    // ADM's sample batch: arr_0 uint8 [N, H, W, 3] (grey repeated), arr_1 the class labels.
-    std::map<std::string, at::Tensor> arrays{{"arr_0", adm_images(images)}};
-    if (ts.num_classes > 0) arrays["arr_1"] = at::tensor(cond, at::kLong);
-    npz::save(output.file("samples.npz"), arrays, /*compressed=*/false);
-  }
+}
+
+// ADM's sample batch: arr_0 uint8 [N, H, W, 3] (grey repeated), arr_1 the class labels.
+void write_npz(const OutputFolder& output, const at::Tensor& images, const SamplePlan& p, const TokenSpace& ts) {
+  std::map<std::string, at::Tensor> arrays{{"arr_0", adm_images(images)}};
+  if (ts.num_classes > 0) arrays["arr_1"] = at::tensor(p.cond, at::kLong);
+  npz::save(output.file("samples.npz"), arrays, /*compressed=*/false);
+}
+
+// tokens.safetensors: the codes [N, h, h] with their classes (-1: unconditional).
+void write_token_file(const OutputFolder& output, const at::Tensor& codes, const SamplePlan& p, const TokenSpace& ts,
+                      const LoadedTokenizer& tok) {
   TokenFile file;
-  file.indices = all;
-  file.labels = ts.num_classes > 0 ? at::tensor(cond, at::kLong) : at::full({total}, -1, at::kLong);
+  file.indices = codes;
+  file.labels = ts.num_classes > 0 ? at::tensor(p.cond, at::kLong) : at::full({p.total}, -1, at::kLong);
   file.codebook_size = ts.codebook_size;
   file.tokenizer_config_json = config_to_json(tok.config, -1);
   file.split = "samples";
   save_tokens(output.file("tokens.safetensors"), file);
+}
+
+// The closing line: the throughput and the files written.
+void print_summary(const Args& args, const SamplePlan& p, const LoadedTransformer& tr, double secs) {
+  std::cout << "sampled " << p.total << " images (" << (tr.model->causal() ? "AR" : "NAR") << ", " << std::fixed
+            << std::setprecision(1) << static_cast<double>(p.total) / secs << " img/s, "
+            << static_cast<double>(p.total * tr.space.length) / secs << " tokens/s) -> " << args.get("--out")
+            << "/grid.png, images/, tokens.safetensors" << (args.flag("--npz") ? ", samples.npz" : "") << "\n";
+}
+
+int run_sample(const Args& args) {
+  const Config cli = load_config(args);
+  const auto device = to_device(resolve_device(cli.device));
+  auto [tr, tok] = open_models(args, device);
+  const SamplePlan plan = plan_samples(args, cli, tr.space);
+  const ArSampleOptions ar = ar_options(cli.sample);
+  print_plan(args, plan, tr, ar);
+  Sampler sampler{tr, tok, device, ar, nar_options(cli.sample), make_generator(static_cast<uint64_t>(args.get_int("--seed"))),
+                  plan.batch, grid_side(tr.space), false};
+
+  // Written whole or not at all: an interruption or a full disk leaves the previous output as it was.
+  install_stop_handlers();
+  OutputFolder output(args.get("--out"));
+  const auto start = std::chrono::steady_clock::now();
+  const Samples drawn = plan.rejection.active() ? sample_with_rejection(args, cli, plan, sampler, output)
+                                                : Samples{sampler.draw(plan.cond), at::Tensor()};
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const at::Tensor codes = drawn.codes.view({plan.total, sampler.h, sampler.h});
+  const at::Tensor images = drawn.images.defined() ? drawn.images : sampler.decode(codes);
+  write_images(output, images, plan.total);
+  write_grid(args, plan, class_names(args, tr, tok), images, output);
+  if (args.flag("--npz")) write_npz(output, images, plan, tr.space);
+  write_token_file(output, codes, plan, tr.space, tok);
   throw_if_stopped("sample");
   output.commit();
-  std::cout << "sampled " << total << " images (" << (tr.model->causal() ? "AR" : "NAR") << ", " << std::fixed
-            << std::setprecision(1) << static_cast<double>(total) / secs << " img/s, "
-            << static_cast<double>(total * ts.length) / secs << " tokens/s) -> " << out
-            << "/grid.png, images/, tokens.safetensors" << (args.flag("--npz") ? ", samples.npz" : "") << "\n";
+  print_summary(args, plan, tr, secs);
   return 0;
 }
 

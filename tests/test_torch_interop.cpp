@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -235,6 +236,7 @@ TEST(TorchInterop, Phase1TokenizerConditionalArUnconditionalNarWithEma) {
   EXPECT_EQ(rc, 0) << output;
   for (const char* line : {"tokenizer.codes", "tokenizer.decoded", "ar.logits", "nar.logits", "parity: ok"})
     EXPECT_TRUE(contains(output, line)) << line << " missing from:\n" << output;
+  std::cout << output;  // the largest differences, for the log
 }
 
 TEST(TorchInterop, Phase2FactorizedZeroOneInputTokenizerUnconditionalArConditionalNar) {
@@ -251,6 +253,7 @@ TEST(TorchInterop, Phase2FactorizedZeroOneInputTokenizerUnconditionalArCondition
   const auto [rc, output] = run_parity(d);
   EXPECT_EQ(rc, 0) << output;
   EXPECT_TRUE(contains(output, "parity: ok")) << output;
+  std::cout << output;  // the largest differences, for the log
 }
 
 TEST(TorchInterop, CheckerFailsOnADifferenceAboveTheTolerance) {

@@ -42,7 +42,9 @@ struct SampleScores {
 // `reference` and `samples` are what `seqgan evaluate adm` takes: "data:train" / "data:test" of
 // config.data, a folder of images, an .npz sample or reference batch (ADM's layout, or
 // seqgan's per-image features), or for the reference a statistics file that holds per-image
-// features. The network is config.eval's (InceptionV3 with ADM's resize, or a classifier).
+// features. The network is config.eval's (InceptionV3 with ADM's resize, or a classifier). Of an
+// image source, the first config.eval.num_samples images are measured, as the command does
+// without --count.
 SampleScores evaluate_samples(const Config& config, const std::string& reference, const std::string& samples);
 
 struct TokenizerEvaluation {

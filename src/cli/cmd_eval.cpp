@@ -174,20 +174,16 @@ int run_is(const Args& args, const Config& config) {
 
 // ADM's evaluator: IS on the logits of the pool features (parts of 5000), FID, sFID, and
 // precision/recall (k = 3) against a reference batch.
-int run_adm(const Args& args, Config config) {
+int run_adm(const Args& args, const Config& config) {
   require(args, "--gen", "SAMPLES (an .npz sample batch or a folder of images)");
-  if (config.eval.feature_network == "inception") config.eval.inception_resize = "adm";
-  LazyNetwork net{config, nullptr};
-  const auto opts = measure_options(args, config, true, true);
-  const Measured ref = measure(args.get("--ref"), config.data, net.fn(), opts, "features (ref)");
-  const Measured gen = measure(args.get("--gen"), config.data, net.fn(), opts, "features (gen)");
   const ManifoldOptions mo = manifold_options(args);
-  const AdmScores a = adm_scores(net(), ref, gen, mo);
-  const InceptionScore& is = a.inception;
-  const double fid = a.fid, sfid = a.sfid;
-  const PrecisionRecall& pr = a.pr;
-  const EvalNetwork& n = net();
-  const Provenance p = provenance(n.name(), n.weights_sha256(), n.resize(), &ref, gen,
+  const AdmEvaluation e =
+      evaluate_adm(config, args.get("--ref"), args.get("--gen"), measure_options(args, config, true, true), mo);
+  const InceptionScore& is = e.scores.inception;
+  const double fid = e.scores.fid, sfid = e.scores.sfid;
+  const PrecisionRecall& pr = e.scores.pr;
+  const EvalNetwork& n = *e.net;
+  const Provenance p = provenance(n.name(), n.weights_sha256(), n.resize(), &e.ref, e.gen,
                                   str("pool features (FID, IS, precision/recall), ", n.spatial(), " (sFID)"));
   json j{{"metric", "adm"}, {"inception_score", is.mean}, {"is_parts", is.splits}, {"fid", fid}, {"sfid", sfid},
          {"precision", pr.precision}, {"recall", pr.recall}, {"k", mo.k}};

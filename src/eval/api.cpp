@@ -1,41 +1,30 @@
 // The public evaluation entry points (seqgan/evaluate.h) over the pieces `seqgan evaluate` uses.
 #include "seqgan/evaluate.h"
 
-#include <memory>
-
 #include "eval/evaluate.h"
 #include "seqgan/runtime.h"
 #include "train/run.h"
 
 namespace seqgan {
 
-SampleScores evaluate_samples(const Config& given, const std::string& reference, const std::string& samples) {
-  Config config = given;
-  if (config.eval.feature_network == "inception") config.eval.inception_resize = "adm";
-  std::unique_ptr<EvalNetwork> net;
-  const std::function<EvalNetwork&()> network = [&]() -> EvalNetwork& {
-    if (!net) net = std::make_unique<EvalNetwork>(config.eval, to_device(resolve_device(config.device)));
-    return *net;
-  };
-  MeasureOptions options;
-  options.per_image = options.spatial = true;
+SampleScores evaluate_samples(const Config& config, const std::string& reference, const std::string& samples) {
+  MeasureOptions options;  // as `seqgan evaluate adm` without --count and --batch-size
+  options.count = config.eval.num_samples;
   options.batch = config.eval.batch_size;
-  const Measured ref = measure(reference, config.data, network, options, "features (ref)");
-  const Measured gen = measure(samples, config.data, network, options, "features (gen)");
-  const AdmScores a = adm_scores(network(), ref, gen, ManifoldOptions{});
+  const AdmEvaluation e = evaluate_adm(config, reference, samples, options, ManifoldOptions{});
   SampleScores s;
-  s.inception_score = a.inception.mean;
-  s.is_parts = a.inception.splits;
-  s.fid = a.fid;
-  s.sfid = a.sfid;
-  s.precision = a.pr.precision;
-  s.recall = a.pr.recall;
-  s.reference_count = ref.count;
-  s.sample_count = gen.count;
-  s.network = net->name();
-  s.network_sha256 = net->weights_sha256();
-  s.resize = net->resize();
-  s.warnings = provenance_mismatches(ref, gen);
+  s.inception_score = e.scores.inception.mean;
+  s.is_parts = e.scores.inception.splits;
+  s.fid = e.scores.fid;
+  s.sfid = e.scores.sfid;
+  s.precision = e.scores.pr.precision;
+  s.recall = e.scores.pr.recall;
+  s.reference_count = e.ref.count;
+  s.sample_count = e.gen.count;
+  s.network = e.net->name();
+  s.network_sha256 = e.net->weights_sha256();
+  s.resize = e.net->resize();
+  s.warnings = provenance_mismatches(e.ref, e.gen);
   return s;
 }
 

@@ -131,11 +131,11 @@ EvalNetwork::Output EvalNetwork::run(const at::Tensor& x) {
 }
 
 at::Tensor EvalNetwork::adm_logits(const at::Tensor& features) {
+  const auto inception = std::dynamic_pointer_cast<InceptionV3Fid>(net_);
+  if (!inception) return logits(features);
   torch::NoGradGuard ng;
   const at::Tensor f = features.to(device_, at::kFloat);
-  if (const auto inception = std::dynamic_pointer_cast<InceptionV3Fid>(net_))
-    return at::matmul(f, inception->fc_weight().transpose(0, 1)).to(at::kDouble).cpu();
-  return logits(features);
+  return at::matmul(f, inception->fc_weight().transpose(0, 1)).to(at::kDouble).cpu();
 }
 
 at::Tensor EvalNetwork::logits(const at::Tensor& features) {
@@ -478,6 +478,21 @@ AdmScores adm_scores(EvalNetwork& net, const Measured& ref, const Measured& gen,
   s.sfid = frechet_distance(rs.mu, rs.sigma, gs.mu, gs.sigma);
   s.pr = precision_recall(ref.set.features, gen.set.features, manifold);
   return s;
+}
+
+AdmEvaluation evaluate_adm(Config config, const std::string& ref, const std::string& gen, MeasureOptions options,
+                           const ManifoldOptions& manifold) {
+  if (config.eval.feature_network == "inception") config.eval.inception_resize = "adm";
+  AdmEvaluation e;
+  const std::function<EvalNetwork&()> network = [&]() -> EvalNetwork& {
+    if (!e.net) e.net = std::make_unique<EvalNetwork>(config.eval, torch::Device(resolve_device(config.device)));
+    return *e.net;
+  };
+  options.per_image = options.spatial = true;
+  e.ref = measure(ref, config.data, network, options, "features (ref)");
+  e.gen = measure(gen, config.data, network, options, "features (gen)");
+  e.scores = adm_scores(network(), e.ref, e.gen, manifold);
+  return e;
 }
 
 std::vector<std::string> provenance_mismatches(const Measured& ref, const Measured& gen) {

@@ -109,7 +109,7 @@ struct Measured {
   int64_t image_height = 0, image_width = 0;  // of stored images, when known
   FeatureSet set;            // per-image features, when measured or stored
   bool has_pool_stats = false, has_spatial_stats = false;
-  FeatureStats pool, spatial;  // stored statistics, or fitted from `set`
+  FeatureStats pool, spatial;  // stored statistics (pool_stats() / spatial_stats() fit `set` otherwise)
   std::shared_ptr<Dataset> images;  // the data set measured, when images were (for skipped-file reports)
 
   // Statistics, stored or fitted from the per-image features (an error naming what is missing).
@@ -145,6 +145,16 @@ struct AdmScores {
   PrecisionRecall pr;
 };
 AdmScores adm_scores(EvalNetwork& net, const Measured& ref, const Measured& gen, const ManifoldOptions& manifold);
+
+// `seqgan evaluate adm` and seqgan::evaluate_samples: config.eval's network (InceptionV3 with
+// ADM's resize), both specs measured with per-image and spatial features, and their scores.
+struct AdmEvaluation {
+  Measured ref, gen;
+  AdmScores scores;
+  std::unique_ptr<EvalNetwork> net;
+};
+AdmEvaluation evaluate_adm(Config config, const std::string& ref, const std::string& gen, MeasureOptions options,
+                           const ManifoldOptions& manifold);
 
 // Warnings for two sides measured differently (network weights, preprocessing, resize, image
 // size), one line each naming both values; empty when they agree.

@@ -214,12 +214,12 @@ struct Sampler {
   at::Tensor draw(const std::vector<int64_t>& ids) {
     const int64_t n_all = static_cast<int64_t>(ids.size());
     const int64_t n_batches = (n_all + batch - 1) / batch;
-    std::vector<at::Tensor> codes;
     Progress progress(tr.model->causal() ? "sample AR" : "sample NAR", n_all);
     const auto round_start = std::chrono::steady_clock::now();
-    for (int64_t s = 0; s < n_all; s += batch) {
-      const int64_t n = std::min(batch, n_all - s);
-      if (s == batch && !estimated) {
+    const at::Tensor codes = sample_codes(*tr.model, ids, batch, ar, nar, gen, [&](int64_t done) {
+      progress.update(done);
+      throw_if_stopped("sample");
+      if (done == batch && done < n_all && !estimated) {
         // One batch measured: the time the rest will take.
         estimated = true;
         const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count();
@@ -228,13 +228,9 @@ struct Sampler {
              << " s for " << n_batches << " batches (the first took " << std::setprecision(1) << first << " s)\n";
         std::cout << line.str() << std::flush;
       }
-      const auto c = at::tensor(std::vector<int64_t>(ids.begin() + s, ids.begin() + s + n), at::kLong);
-      codes.push_back((tr.model->causal() ? sample_ar(*tr.model, c, n, ar, gen) : sample_nar(*tr.model, c, n, nar, gen)).cpu());
-      progress.update(s + n);
-      throw_if_stopped("sample");
-    }
+    });
     progress.finish();
-    return at::cat(codes);
+    return codes;
   }
 
   // Images [n, c, H, W] of codes [n, L], 64 at a time.

@@ -123,16 +123,9 @@ at::Tensor GeneratorModel::sample(const SampleRequest& request) const {
   SEQGAN_CHECK_HINT(request.batch > 0, "set SampleRequest::batch > 0", "GeneratorModel::sample: batch ", request.batch);
   const SampleConfig settings = request.settings.value_or(impl_->loaded.config.sample);
   auto gen = make_generator(request.seed);
-  const int64_t n = static_cast<int64_t>(cond.size());
-  std::vector<at::Tensor> codes;
-  for (int64_t b = 0; b < n; b += request.batch) {
-    const int64_t e = std::min(n, b + request.batch);
-    const at::Tensor c = at::tensor(std::vector<int64_t>(cond.begin() + b, cond.begin() + e), at::kLong);
-    auto& model = *impl_->loaded.model;
-    codes.push_back(autoregressive() ? sample_ar(model, c, e - b, ar_options(settings), gen)
-                                     : sample_nar(model, c, e - b, nar_options(settings), gen));
-  }
-  return at::cat(codes).cpu().view({n, grid(), grid()});
+  const at::Tensor codes = sample_codes(*impl_->loaded.model, cond, request.batch, ar_options(settings),
+                                        nar_options(settings), gen);
+  return codes.view({codes.size(0), grid(), grid()});
 }
 
 }  // namespace seqgan

@@ -177,6 +177,20 @@ at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t ba
   return tokens;
 }
 
+at::Tensor sample_codes(TransformerImpl& model, const std::vector<int64_t>& class_ids, int64_t batch,
+                        const ArSampleOptions& ar, const NarSampleOptions& nar, at::Generator& gen,
+                        const std::function<void(int64_t done)>& after_batch) {
+  const int64_t n_all = static_cast<int64_t>(class_ids.size());
+  std::vector<at::Tensor> codes;
+  for (int64_t s = 0; s < n_all; s += batch) {
+    const int64_t n = std::min(batch, n_all - s);
+    const auto c = at::tensor(std::vector<int64_t>(class_ids.begin() + s, class_ids.begin() + s + n), at::kLong);
+    codes.push_back((model.causal() ? sample_ar(model, c, n, ar, gen) : sample_nar(model, c, n, nar, gen)).cpu());
+    if (after_batch) after_batch(s + n);
+  }
+  return at::cat(codes);
+}
+
 Guidance guidance_of(const SampleConfig& c) {
   Guidance g;
   g.scale = c.guidance;

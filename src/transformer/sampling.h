@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -76,6 +78,12 @@ int64_t nar_masked_after(int64_t t, int64_t steps, int64_t length, int64_t unkno
 // Optional `trace`: the token map after every step ([steps, B, L], mask token where unknown).
 at::Tensor sample_nar(TransformerImpl& model, const at::Tensor& cond, int64_t batch, const NarSampleOptions& options,
                       at::Generator& gen, std::vector<at::Tensor>* trace = nullptr);
+
+// Codes [n, L] int64 on the CPU for n class ids, `batch` at a time, with the sampler of the
+// model's kind (AR or NAR) drawing from `gen`; `after_batch(done)` runs after every batch.
+at::Tensor sample_codes(TransformerImpl& model, const std::vector<int64_t>& class_ids, int64_t batch,
+                        const ArSampleOptions& ar, const NarSampleOptions& nar, at::Generator& gen,
+                        const std::function<void(int64_t done)>& after_batch = {});
 
 Guidance guidance_of(const SampleConfig& c);
 ArSampleOptions ar_options(const SampleConfig& c);

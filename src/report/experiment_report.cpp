@@ -61,7 +61,7 @@ struct Results {
   const ArmResults& of(const ExperimentArm& arm) const { return arms.at(arm.name); }
 };
 
-// RUN/result.json with "seconds", the wall time of the run's stages, added; null without a result.
+// RUN/result.json with "seconds", the wall time of the run's stages, added; empty without a result.
 json read_run(const std::string& run) {
   json r = read_json_file(run + "/result.json");
   if (r.empty()) return r;
@@ -93,14 +93,6 @@ Results collect_results(const ExperimentInfo& info) {
   return results;
 }
 
-// The settings of every run on top of the preset: the budget, then the user's.
-std::string budget_of(const ExperimentInfo& info) {
-  std::string budget;
-  for (const auto& s : info.budget) budget += (budget.empty() ? "" : " ") + s;
-  for (const auto& s : info.settings) budget += " " + s;
-  return budget;
-}
-
 // results.md: the claim, the table of means and the table of seeds, the budget.
 void write_markdown(const ExperimentInfo& info, const Results& results) {
   std::ostringstream md;
@@ -130,7 +122,7 @@ void write_markdown(const ExperimentInfo& info, const Results& results) {
       for (const auto& m : kMetrics) md << " " << run_cell(r, m) << " |";
       md << "\n";
     }
-  md << "\nBudget of every run on top of the preset: `" << budget_of(info) << "`; " << info.train_images
+  md << "\nBudget of every run on top of the preset: `" << run_settings(info) << "`; " << info.train_images
      << " training images tokenised for the transformers; " << info.samples_per_class
      << " samples per class from each transformer; " << info.eval_images
      << " test images for rFID, PSNR, usage and as the FID reference.\n";
@@ -249,7 +241,7 @@ void html_figures(std::ostream& h, const ExperimentInfo& info, const Results& re
 // How it was made: the budget, each arm's settings and wall times, and the commands of its
 // first finished seed.
 void html_runs(std::ostream& h, const ExperimentInfo& info, const Results& results) {
-  h << "<h2>Runs and commands</h2><p>Budget of every run on top of the preset: <code>" << escape(budget_of(info)) << "</code>; "
+  h << "<h2>Runs and commands</h2><p>Budget of every run on top of the preset: <code>" << escape(run_settings(info)) << "</code>; "
     << escape(info.train_images) << " training images tokenised for the transformers, " << escape(info.samples_per_class)
     << " samples per class from each transformer, " << info.eval_images
     << " test images for rFID, PSNR, usage and as the FID reference.</p><table><tr><th>arm</th><th>settings</th><th>seeds and wall time</th></tr>";
@@ -279,6 +271,13 @@ void html_runs(std::ostream& h, const ExperimentInfo& info, const Results& resul
 }
 
 }  // namespace
+
+std::string run_settings(const ExperimentInfo& info) {
+  std::string settings;
+  for (const auto& s : info.budget) settings += (settings.empty() ? "" : " ") + s;
+  for (const auto& s : info.settings) settings += " " + s;
+  return settings;
+}
 
 std::string write_experiment_report(const ExperimentInfo& info) {
   const Results results = collect_results(info);

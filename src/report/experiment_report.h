@@ -34,6 +34,9 @@ struct ExperimentInfo {
   int64_t eval_images = 0;
 };
 
+// The settings of every run on top of the preset, as one line: the budget, then the user's --set.
+std::string run_settings(const ExperimentInfo& info);
+
 // Writes the three files from whatever runs have finished; returns the report's path.
 std::string write_experiment_report(const ExperimentInfo& info);
 

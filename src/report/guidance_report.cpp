@@ -88,14 +88,6 @@ void write_results_json(const ExperimentInfo& info, const std::vector<json>& run
   write_text_atomic(info.dir + "/results.json", all.dump(2) + "\n");
 }
 
-// The settings of every run on top of the preset: the budget, then the user's.
-std::string settings_of(const ExperimentInfo& info) {
-  std::string budget;
-  for (const auto& s : info.budget) budget += (budget.empty() ? "" : " ") + s;
-  for (const auto& s : info.settings) budget += " " + s;
-  return budget;
-}
-
 // What ran and how it is measured (Markdown: `code` marks).
 std::string description(const ExperimentInfo& info, size_t seeds, const std::string& network) {
   return "Preset `" + info.preset + "`; " + std::to_string(seeds) + " seed(s), each its own tokenizer and AR and NAR "
@@ -268,7 +260,7 @@ std::string write_guidance_report(const ExperimentInfo& info) {
   const auto runs = finished_runs(info);
   Table t = gather(runs);
   write_results_json(info, runs);
-  const std::string budget = settings_of(info);
+  const std::string budget = run_settings(info);
   const std::string what = description(info, runs.size(), feature_network(runs));
   write_markdown(info, t, what, budget);
 

@@ -34,7 +34,10 @@ void save_model_file(const std::string& path, const torch::nn::Module& model, Ch
 
 TrainingLoop::TrainingLoop(const RunOptions& options, std::string state_kind, const std::string& model_file,
                            Config& config)
-    : options_(options),
+    : resuming_(options.resume),
+      stop_(options.stop),
+      max_steps_(options.max_steps),
+      on_metrics_(options.on_metrics),
       state_kind_(std::move(state_kind)),
       checkpoint_path_(options.run_dir + "/checkpoint.safetensors"),
       model_path_(options.run_dir + "/" + model_file),
@@ -43,7 +46,6 @@ TrainingLoop::TrainingLoop(const RunOptions& options, std::string state_kind, co
       world_(group_ ? group_->world_size() : 1),
       // The directory is locked first: no other process may write it while this one reads its state.
       run_(checked_run_dir(options), is_writer(options), RunDir::start_mode(options.resume, options.overwrite)) {
-  options_.config = {};  // the caller's `config` is the one in use
   if (options.resume) {
     auto r = open_resume(checkpoint_path_, state_kind_, config, options.resume_overrides);
     resume_file_ = std::move(r.file);
@@ -65,8 +67,8 @@ void TrainingLoop::begin(const Config& config, const std::string& label, int64_t
 
 bool TrainingLoop::keep_going() {
   if (state_.step >= iterations_) return false;
-  const bool signalled = any_rank(group_, options_.stop && options_.stop());
-  if (signalled || (options_.max_steps >= 0 && done_here_ >= options_.max_steps)) {
+  const bool signalled = any_rank(group_, stop_ && stop_());
+  if (signalled || (max_steps_ >= 0 && done_here_ >= max_steps_)) {
     interrupted_ = true;
     stop_reason_ = signalled ? "interrupted" : "--max-steps reached";
     return false;
@@ -103,7 +105,7 @@ std::map<std::string, double> TrainingLoop::take_row() {
 
 void TrainingLoop::write_row(const std::string& series, const std::map<std::string, double>& values) {
   if (writer()) run_.metrics().write(series, state_.step, values);
-  if (options_.on_metrics) options_.on_metrics({series, state_.step, iterations_, values});
+  if (on_metrics_) on_metrics_({series, state_.step, iterations_, values});
 }
 
 void TrainingLoop::save(const std::string& why, const Config& config, const torch::nn::Module& model, const Ema& ema,

@@ -45,7 +45,7 @@ class TrainingLoop {
   const std::string& checkpoint_path() const { return checkpoint_path_; }
   const std::string& model_path() const { return model_path_; }
 
-  bool resuming() const { return options_.resume; }
+  bool resuming() const { return resuming_; }
   // The checkpoint's tensors and metadata (resuming only, until begin()).
   const safetensors::TensorMap& resume_tensors() const { return resume_file_.tensors; }
   CheckpointMeta& resume_meta() { return resume_meta_; }
@@ -89,7 +89,11 @@ class TrainingLoop {
   void save(const std::string& why, const Config& config, const torch::nn::Module& model, const Ema& ema, Save parts);
 
  private:
-  RunOptions options_;
+  // What the loop keeps of the caller's options.
+  bool resuming_;
+  StopFlag stop_;
+  int64_t max_steps_;
+  MetricsCallback on_metrics_;
   std::string state_kind_;
   std::string checkpoint_path_, model_path_;
   ProcessGroup* group_;

@@ -41,7 +41,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from weights_io import check_shapes, read_safetensors, write_safetensors  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from seqgan_torch.safetensors_io import read_safetensors  # noqa: E402
+from weights_io import check_shapes, write_safetensors  # noqa: E402
 
 WEIGHT_FILES = ("pytorch_model.safetensors", "model.safetensors", "pytorch_model.bin")
 NORM_GROUPS = 32   # MaskGitVQGAN's GroupNorm(num_groups=32, eps=1e-6) everywhere
@@ -66,15 +68,11 @@ def weights_path(src):
 
 def read_state(path):
     """{name: float32 tensor} of a .safetensors file or of a torch.save'd state dict."""
-    import numpy as np
     import torch
 
     if path.endswith(".safetensors"):
-        try:
-            arrays, _ = read_safetensors(path)
-        except KeyError as e:
-            raise ValueError(f"{path}: tensors of dtype {e} are not read here; save the state dict in float32")
-        state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in arrays.items()}
+        tensors, _ = read_safetensors(path)
+        state = {k: v.to(torch.float32) for k, v in tensors.items()}
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

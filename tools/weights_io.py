@@ -103,24 +103,3 @@ def converter_main(name, doc, input_help, convert):
         return 1
     print(f"wrote {args.output}")
     return 0
-
-
-_NP_DTYPES = {v: k for k, v in _DTYPES.items()}
-
-
-def read_safetensors(path):
-    """({name: numpy array}, {metadata}) of a safetensors file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path}: too short for a safetensors file ({len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    metadata = header.pop("__metadata__", {})
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        dtype = _NP_DTYPES[info["dtype"]].newbyteorder("<")
-        begin, end = info["data_offsets"]
-        out[name] = np.frombuffer(data[base + begin:base + end], dtype=dtype).reshape(info["shape"])
-    return out, metadata

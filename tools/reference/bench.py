@@ -17,12 +17,11 @@ import torch
 import torch.nn.functional as F
 
 TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, TOOLS)
 sys.path.insert(0, os.path.join(os.path.dirname(TOOLS), "python"))
-from weights_io import read_safetensors  # noqa: E402
 
 try:
     from seqgan_torch import models
+    from seqgan_torch.safetensors_io import read_safetensors
 except ImportError as e:
     sys.exit(f"bench.py: cannot import seqgan_torch ({e}); it is the python/ folder of the seqgan source tree "
              "this script belongs to: run tools/reference/bench.py from a whole source tree")
@@ -103,8 +102,7 @@ def transformer_case(meta, tensors, params):
 
 
 def run_case(path):
-    arrays, meta = read_safetensors(path)
-    tensors = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+    tensors, meta = read_safetensors(path)
     params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
     threads = int(meta.get("threads", "0"))
     if threads > 0:

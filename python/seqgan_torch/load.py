@@ -54,6 +54,8 @@ def read_model_file(path, kinds):
         raise ValueError(f"{path}: holds a '{kind}', expected {wanted}; {fix}")
     try:
         config = json.loads(meta["config"])
+        if not isinstance(config, dict):
+            raise json.JSONDecodeError("not a JSON object", meta["config"], 0)
     except (KeyError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: the metadata has no valid config JSON ({e}); the file is damaged") from None
     return tensors, meta, config
@@ -117,6 +119,36 @@ def load_strict(module, tensors, path):
     module.load_state_dict({name: tensors[name] for name in expected}, strict=True)
 
 
+def check_sizes(path, tensors, config, sections):
+    """Before anything is allocated: every size and count the configuration's `sections` give
+    (the keys the modules read) is at most the largest dimension or the number of tensors the file
+    holds, as it is for any file whose tensors the configuration describes. A damaged
+    configuration is refused here rather than built into a model of any size."""
+    bound = max([len(tensors)] + [d for t in tensors.values() for d in t.shape])
+    for section in sections:
+        part = config.get(section)
+        for key in sorted(NEEDED_KEYS[section] & part.keys()) if isinstance(part, dict) else []:
+            value = part[key]
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > bound:
+                    raise ValueError(f"{path}: {section}.{key} = {value} in the config does not fit the file's tensors "
+                                     f"(none is larger than {bound}); the file is damaged")
+
+
+def build_model(path, make):
+    """make(), the module the file's configuration describes. A configuration that describes no
+    module (values of the wrong type, impossible or unallocatable sizes) is a ValueError naming
+    the file, as every other fault of a damaged file is."""
+    try:
+        return make()
+    except ValueError:
+        raise
+    except (TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError, RuntimeError,
+            MemoryError) as e:
+        raise ValueError(f"{path}: the config in the metadata describes no model this module can build "
+                         f"({type(e).__name__}: {str(e)[:200]}); the file is damaged") from None
+
+
 def load_tokenizer(path, weights="auto", device="cpu"):
     """The tokenizer (either phase) in a `tokenizer.safetensors` of `seqgan train-tokenizer`, as a
     seqgan_torch.models.Tokenizer in eval mode on `device`. weights: "auto" (the file's EMA weights
@@ -124,8 +156,10 @@ def load_tokenizer(path, weights="auto", device="cpu"):
     (seqgan's whole config dict), `phase`, `step` and `weights` ("ema" or "raw": what was loaded)."""
     tensors, meta, config = read_model_file(path, ("tokenizer",))
     data = config_section(config, "data", path)
-    model = Tokenizer(config_section(config, "tokenizer", path), config_section(config, "quantizer", path),
-                      int(data["channels"]), resolution=int(data["resolution"]))
+    check_sizes(path, tensors, config, ("tokenizer", "quantizer"))
+    model = build_model(path, lambda: Tokenizer(config_section(config, "tokenizer", path),
+                                                config_section(config, "quantizer", path), int(data["channels"]),
+                                                resolution=int(data["resolution"])))
     chosen, model.weights = choose_weights(path, meta, tensors, weights)
     load_strict(model, chosen, path)
     model.config, model.step, model.phase = config, int(meta.get("step", 0)), int(meta.get("phase", 1))
@@ -154,12 +188,15 @@ def load_transformer(path, weights="auto", device="cpu"):
     load_tokenizer. It carries `space` (TokenSpace), `config`, `class_names` (may be empty),
     `step` and `weights`."""
     tensors, meta, config = read_model_file(path, ("transformer-ar", "transformer-nar"))
-    model = Transformer(config_section(config, "transformer", path), token_space(meta, path),
-                        meta["kind"] == "transformer-ar")
+    check_sizes(path, tensors, config, ("transformer",))
+    model = build_model(path, lambda: Transformer(config_section(config, "transformer", path),
+                                                  token_space(meta, path), meta["kind"] == "transformer-ar"))
     chosen, model.weights = choose_weights(path, meta, tensors, weights)
     load_strict(model, chosen, path)
     try:
         model.class_names = json.loads(meta["class_names"]) if "class_names" in meta else []
+        if not isinstance(model.class_names, list) or not all(isinstance(n, str) for n in model.class_names):
+            raise json.JSONDecodeError("not a list of strings", meta["class_names"], 0)
     except json.JSONDecodeError:
         raise ValueError(f"{path}: metadata 'class_names' is not a JSON list of names; the file is damaged") from None
     model.config, model.step = config, int(meta.get("step", 0))

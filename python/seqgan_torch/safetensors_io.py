@@ -47,7 +47,9 @@ def read_safetensors(path):
         raise ValueError(f"{path}: the header is not JSON ({e}); the file is damaged or not safetensors") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the header is not a JSON object; the file is damaged or not safetensors")
-    metadata = dict(header.pop("__metadata__", None) or {})
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError(f"{path}: __metadata__ is not a map of strings; the file is damaged or not safetensors")
     base, end_of_data = 8 + n, size - 8 - n
     tensors = {}
     for name, info in header.items():
@@ -55,6 +57,8 @@ def read_safetensors(path):
             dtype = _DTYPES[info["dtype"]]
             shape = [int(s) for s in info["shape"]]
             begin, end = (int(o) for o in info["data_offsets"])
+            if any(s < 0 for s in shape):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{path}: tensor '{name}' has a malformed header entry {info!r} "
                              f"(dtypes read here: {', '.join(_DTYPES)})") from None
@@ -74,7 +78,14 @@ def read_safetensors(path):
             t = torch.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
         tensors[name] = t
     if CHECKSUM_KEY in metadata:
-        _verify(path, data, base, header, json.loads(metadata.pop(CHECKSUM_KEY)))
+        try:
+            sums = json.loads(metadata.pop(CHECKSUM_KEY))
+        except json.JSONDecodeError:
+            sums = None
+        if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+            raise ValueError(f"{path}: '{CHECKSUM_KEY}' in the metadata is not a map of tensor names to CRC-32s; the "
+                             "file is damaged")
+        _verify(path, data, base, header, sums)
     return tensors, metadata
 
 

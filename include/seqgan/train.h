@@ -68,6 +68,11 @@ struct RunOptions {
   StopFlag stop;
   int64_t max_steps = -1;  // stop (with a checkpoint) after this many steps of this call
   MetricsCallback on_metrics;
+  // Non-empty: a record of every step in this directory (DIR/initial.safetensors, the weights
+  // before the first step; DIR/step-NNNNNN.safetensors, each step's inputs, loss terms and
+  // gradients), for checking the training against another implementation, e.g.
+  // `python3 -m seqgan_torch.train_parity DIR`. Costs a file per step: for short runs.
+  std::string trace_dir;
   // Data-parallel training: every rank calls with the same options and its own group; rank 0
   // alone writes. nullptr: one process (what a program embedding seqgan uses).
   std::shared_ptr<ProcessGroup> group;

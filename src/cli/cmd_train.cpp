@@ -62,6 +62,7 @@ int run_train_tokenizer(const Args& args) {
   if (o.resume && o.overwrite) throw UsageError("give either --resume (continue the run) or --overwrite (replace it)");
   o.resume_overrides = args.all("--set");
   o.max_steps = args.get_int("--max-steps");
+  o.trace_dir = args.get("--trace");
   o.stop = install_stop_handlers();
   o.group = join_process_group(o.config);
   const auto r = [&] {
@@ -112,6 +113,7 @@ Command train_tokenizer_command() {
   c.flag("--resume", "continue the run in --out from its checkpoint (--set may change its training schedule)");
   c.flag("--overwrite", "delete the run --out holds and start afresh (without it, such a run is refused)");
   c.option("--max-steps", "N", "-1", "stop with a checkpoint after N steps of this invocation (-1: no limit)");
+  c.option("--trace", "DIR", "", "record every step (inputs, loss terms, gradients) for seqgan_torch.train_parity");
   c.run = run_train_tokenizer;
   return c;
 }

@@ -45,7 +45,8 @@ TrainingLoop::TrainingLoop(const RunOptions& options, std::string state_kind, co
       rank_(group_ ? group_->rank() : 0),
       world_(group_ ? group_->world_size() : 1),
       // The directory is locked first: no other process may write it while this one reads its state.
-      run_(checked_run_dir(options), is_writer(options), RunDir::start_mode(options.resume, options.overwrite)) {
+      run_(checked_run_dir(options), is_writer(options), RunDir::start_mode(options.resume, options.overwrite)),
+      tracer_(options.trace_dir, is_writer(options)) {
   if (options.resume) {
     auto r = open_resume(checkpoint_path_, state_kind_, config, options.resume_overrides);
     resume_file_ = std::move(r.file);

@@ -15,6 +15,7 @@
 #include "seqgan/train.h"
 #include "train/run.h"
 #include "train/state.h"
+#include "train/trace.h"
 
 namespace torch::nn {
 class Module;
@@ -42,6 +43,8 @@ class TrainingLoop {
   int world() const { return world_; }
   bool writer() const { return run_.writer(); }
   RunDir& dir() { return run_; }
+  // The step trace (RunOptions::trace_dir; off without one).
+  StepTracer& tracer() { return tracer_; }
   const std::string& checkpoint_path() const { return checkpoint_path_; }
   const std::string& model_path() const { return model_path_; }
 
@@ -99,6 +102,7 @@ class TrainingLoop {
   ProcessGroup* group_;
   int rank_, world_;
   RunDir run_;
+  StepTracer tracer_;
   safetensors::File resume_file_;
   CheckpointMeta resume_meta_;
   TrainState state_;

@@ -49,6 +49,18 @@ std::vector<at::Tensor> Adam::params() const {
   return out;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> Adam::named_params() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& s : slots_) out.emplace_back(s.name, s.param);
+  return out;
+}
+
+bool Adam::decays(const std::string& name) const {
+  for (const auto& s : slots_)
+    if (s.name == name) return s.decay;
+  return false;
+}
+
 void Adam::zero_grad() {
   for (auto& s : slots_)
     if (s.param.grad().defined()) s.param.mutable_grad() = at::Tensor();

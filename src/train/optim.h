@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ class Adam {
   void save_state(safetensors::TensorMap& out, const std::string& prefix) const;
   void load_state(const safetensors::TensorMap& in, const std::string& prefix, const std::string& source);
   std::vector<at::Tensor> params() const;
+  // (name, parameter) in the order they were added.
+  std::vector<std::pair<std::string, at::Tensor>> named_params() const;
+  // Whether the parameter called `name` takes weight decay.
+  bool decays(const std::string& name) const;
 
  private:
   struct Slot {

@@ -88,7 +88,6 @@ at::Tensor preview_batch(const Config& config, const std::shared_ptr<Dataset>& t
   return at::stack(imgs).to(device);
 }
 
-// One step's generator-side results.
 // One step's losses.
 struct StepLosses {
   at::Tensor rec, l1, perceptual, g_adv;
@@ -109,9 +108,11 @@ class TokenizerTrainer {
   StepLosses generator_step(const at::Tensor& x, double lr);
   void reestimate_codebook(const QuantizerOutput& q);
   void discriminator_step(const at::Tensor& x, StepLosses& losses);
+  void trace_generator_step(const at::Tensor& x, const StepLosses& g, const PerceptualResult& perceptual, double lr);
   void log_step(const StepLosses& g, double lr);
   void save(const std::string& why);
   void write_preview();
+  void trace_initial();
 
   const TokenizerTrainOptions& opt_;
   Config config_;
@@ -178,6 +179,23 @@ TokenizerTrainer::TokenizerTrainer(const TokenizerTrainOptions& opt)
   restore_or_share();
   loop_.begin(config_, str("phase ", opt.phase), tt_.iterations);
   open_data();
+  trace_initial();
+}
+
+// The step trace's start: the weights before the first step and what the steps need to be
+// replayed (the configuration this run uses, the parameters the generator's optimiser trains).
+void TokenizerTrainer::trace_initial() {
+  StepTracer& trace = loop_.tracer();
+  if (!trace.on()) return;
+  safetensors::TensorMap weights;
+  for (const auto& [k, v] : state_dict(*model_)) weights["model." + k] = v;
+  for (const auto& [k, v] : state_dict(*disc_)) weights["disc." + k] = v;
+  nlohmann::json trained = nlohmann::json::array();
+  for (const auto& [name, p] : opt_g_->named_params()) trained.push_back({name, false});
+  trace.initial(weights, {{"kind", "tokenizer"},
+                          {"phase", std::to_string(opt_.phase)},
+                          {"config", config_to_json(config_, -1)},
+                          {"trained", trained.dump()}});
 }
 
 // On resume: the weights, optimiser states and average of the checkpoint. With ranks: every rank
@@ -256,6 +274,7 @@ TrainResult TokenizerTrainer::run() {
     ema_.update();
     if (g.gan) discriminator_step(x, g);
     loop_.step_taken(g.loss);
+    loop_.tracer().write(st.step);
     loop_.count_images(x.size(0) * loop_.world());
     log_step(g, lr);
     if (st.step % tt_.image_every == 0 || st.step == tt_.iterations) write_preview();
@@ -289,7 +308,8 @@ StepLosses TokenizerTrainer::generator_step(const at::Tensor& x, double lr) {
     }
   }
   g.l1 = (x - g.rec).abs().mean();
-  g.perceptual = per_loss_->forward(g.rec, x).loss;
+  const PerceptualResult perceptual = per_loss_->forward(g.rec, x);
+  g.perceptual = perceptual.loss;
   const auto rec_loss = tt_.l1_weight * g.l1 + g.perceptual;
   auto loss = rec_loss + vq_loss;
   // Phase 2 inherits a trained discriminator: the GAN term is on from its first step.
@@ -311,8 +331,37 @@ StepLosses TokenizerTrainer::generator_step(const at::Tensor& x, double lr) {
   opt_g_->zero_grad();
   loss.backward();
   if (loop_.group()) loop_.group()->average_gradients(opt_g_->params());
+  trace_generator_step(x, g, perceptual, lr);
   opt_g_->step();
   return g;
+}
+
+// The generator's part of the step trace: the batch, every loss term, the gradients.
+void TokenizerTrainer::trace_generator_step(const at::Tensor& x, const StepLosses& g, const PerceptualResult& perceptual,
+                                            double lr) {
+  StepTracer& trace = loop_.tracer();
+  if (!trace.on()) return;
+  trace.input("images", x);
+  trace.loss("l1", g.l1.item<double>());
+  trace.loss("perceptual", g.perceptual.item<double>());
+  if (perceptual.low.defined()) trace.loss("perceptual.low", perceptual.low.item<double>());
+  if (perceptual.sem.defined()) trace.loss("perceptual.sem", perceptual.sem.item<double>());
+  if (!phase2_) {
+    trace.loss("codebook", g.q.codebook_loss.item<double>());
+    trace.loss("commit", g.q.commit_loss.item<double>());
+    trace.loss("entropy", g.q.entropy_loss.item<double>());
+  }
+  if (g.gan) {
+    trace.loss("g_adv", g.g_adv.item<double>());
+    trace.loss("adv_weight", g.adv_weight);
+  }
+  trace.loss("loss", g.loss);
+  std::ostringstream rate;
+  rate << std::setprecision(17) << lr;
+  trace.meta("lr", rate.str());
+  trace.meta("gan", g.gan ? "1" : "0");
+  trace.meta("r1", "0");
+  trace.grads("model.", opt_g_->named_params());
 }
 
 // Phase 1's periodic k-means re-estimation of the codebook, from this batch's encoder outputs
@@ -352,6 +401,11 @@ void TokenizerTrainer::discriminator_step(const at::Tensor& x, StepLosses& losse
   opt_d_->zero_grad();
   d_loss.backward();
   if (loop_.group()) loop_.group()->average_gradients(opt_d_->params());
+  StepTracer& trace = loop_.tracer();
+  trace.loss("d_loss", losses.d_loss);
+  if (do_r1) trace.loss("r1", losses.r1);
+  trace.meta("r1", do_r1 ? "1" : "0");
+  trace.grads("disc.", opt_d_->named_params());
   opt_d_->step();
 }
 

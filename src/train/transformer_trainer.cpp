@@ -35,6 +35,7 @@ struct LossTerms {
   at::Tensor loss;    // mean cross-entropy over the covered positions
   at::Tensor logits;  // [M, K] of the covered positions
   at::Tensor targets; // [M]
+  at::Tensor mask;    // NAR: [B, L], the masked positions
 };
 
 // The training objective of either kind for codes [B, L] and class ids [B].
@@ -46,10 +47,10 @@ LossTerms objective(TransformerImpl& model, const at::Tensor& codes, const at::T
     out.logits = model.forward(labels, codes.narrow(1, 0, L - 1)).reshape({-1, K});
     out.targets = codes.reshape({-1});
   } else {
-    const auto mask = nar_training_mask(codes, gen).to(codes.device());
-    const auto input = at::where(mask, at::full_like(codes, model.space().mask_token()), codes);
-    out.logits = model.forward(labels, input).masked_select(mask.unsqueeze(-1)).view({-1, K});
-    out.targets = codes.masked_select(mask);
+    out.mask = nar_training_mask(codes, gen).to(codes.device());
+    const auto input = at::where(out.mask, at::full_like(codes, model.space().mask_token()), codes);
+    out.logits = model.forward(labels, input).masked_select(out.mask.unsqueeze(-1)).view({-1, K});
+    out.targets = codes.masked_select(out.mask);
   }
   out.loss = at::cross_entropy_loss(out.logits.to(at::kFloat), out.targets, {}, at::Reduction::Mean, -100, smoothing);
   return out;
@@ -131,6 +132,8 @@ class TransformerTrainer {
   // The codes [b, L] and class ids [b] of this rank's share of the step's batch.
   std::pair<at::Tensor, at::Tensor> next_batch();
   void log_step(const LossTerms& terms, double loss, double lr);
+  void trace_initial();
+  void trace_step(const at::Tensor& codes, const at::Tensor& labels, const LossTerms& terms, double loss, double lr);
   void validate();
   void save(const std::string& why);
 
@@ -175,6 +178,42 @@ TransformerTrainer::TransformerTrainer(const TransformerTrainOptions& opt)
   restore_or_share();
   loop_.begin(config_, opt.causal ? "AR" : "NAR", tc_.iterations);
   result_.model_path = loop_.model_path();
+  trace_initial();
+}
+
+// The step trace's start: the weights before the first step, the configuration, the token space
+// and the optimiser's parameters with their weight decay.
+void TransformerTrainer::trace_initial() {
+  StepTracer& trace = loop_.tracer();
+  if (!trace.on()) return;
+  safetensors::TensorMap weights;
+  for (const auto& [k, v] : state_dict(*model_)) weights["model." + k] = v;
+  nlohmann::json trained = nlohmann::json::array();
+  for (const auto& [name, p] : optimizer_->named_params()) trained.push_back({name, optimizer_->decays(name)});
+  const nlohmann::json space{{"codebook_size", space_.codebook_size},
+                             {"length", space_.length},
+                             {"num_classes", space_.num_classes},
+                             {"null_class", space_.null_class}};
+  trace.initial(weights, {{"kind", "transformer"},
+                          {"causal", opt_.causal ? "1" : "0"},
+                          {"config", config_to_json(config_, -1)},
+                          {"trained", trained.dump()},
+                          {"space", space.dump()}});
+}
+
+// A step of the trace: the batch (and the NAR mask), the loss, the gradients.
+void TransformerTrainer::trace_step(const at::Tensor& codes, const at::Tensor& labels, const LossTerms& terms,
+                                    double loss, double lr) {
+  StepTracer& trace = loop_.tracer();
+  if (!trace.on()) return;
+  trace.input("codes", codes);
+  if (labels.defined()) trace.input("labels", labels);
+  if (terms.mask.defined()) trace.input("mask", terms.mask);
+  trace.loss("loss", loss);
+  std::ostringstream rate;
+  rate << std::setprecision(17) << lr;
+  trace.meta("lr", rate.str());
+  trace.grads("model.", optimizer_->named_params());
 }
 
 // The training and validation codes, and the token space they fix.
@@ -267,9 +306,11 @@ TrainResult TransformerTrainer::run() {
     optimizer_->zero_grad();
     terms.loss.backward();
     if (loop_.group()) loop_.group()->average_gradients(optimizer_->params());
+    trace_step(codes, labels, terms, loss_value, lr);
     optimizer_->step();
     ema_.update();
     loop_.step_taken(loss_value);
+    loop_.tracer().write(st.step);
     loop_.count_images(tc_.batch_size);
     log_step(terms, loss_value, lr);
     if (st.step % tc_.val_every == 0 && st.step < tc_.iterations) validate();

@@ -47,11 +47,11 @@ inline bool same_weights(const std::string& a, const std::string& b) {
 
 // A classifier weight file to stand in for the loss network in loop tests. Its weights are
 // random: these tests check the training machinery, not what the loss teaches.
-inline std::string stand_in_loss_network(const std::string& dir, int resolution = 16) {
+inline std::string stand_in_loss_network(const std::string& dir, int resolution = 16, int width = 4) {
   ClassifierArch arch;
   arch.kind = "vgg";
   arch.channels = 1;
-  arch.width = 4;
+  arch.width = width;
   arch.num_classes = 10;
   arch.resolution = resolution;
   torch::manual_seed(123);

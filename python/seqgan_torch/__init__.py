@@ -25,7 +25,11 @@ has one, else the raw weights), "ema" or "raw", and device="cpu" (or any torch d
 return the module in eval mode. The architecture comes from the configuration stored in the
 file; a tensor missing, misshapen or left over is a ValueError that lists every difference.
 Images here are tensors at the model's resolution: resizing and cropping (seqgan's evaluation
-transform) are the caller's part."""
+transform) are the caller's part.
+
+seqgan_torch.train_reference holds seqgan's training steps in PyTorch (perceptual loss and its
+networks, discriminator, GAN losses, the tokenizer's and transformer's steps), and
+`python3 -m seqgan_torch.train_parity DIR` replays a run traced with --trace DIR against it."""
 from .load import load_tokenizer, load_transformer
 from .models import TokenSpace, Tokenizer, Transformer
 from .safetensors_io import read_safetensors

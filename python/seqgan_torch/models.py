@@ -263,6 +263,12 @@ class Quantizer(nn.Module):
 
     def forward(self, z_e):
         """(z_q with the straight-through gradient [B, D, h, w], indices [B, h, w], loss terms summed)"""
+        z_st, indices, terms = self.forward_terms(z_e)
+        return z_st, indices, terms["codebook"] + terms["commit"] + terms["entropy"]
+
+    def forward_terms(self, z_e):
+        """(z_q with the straight-through gradient [B, D, h, w], indices [B, h, w], {"codebook",
+        "commit", "entropy"}: the loss terms apart, seqgan's QuantizerOutput; "commit" includes beta)"""
         B, D, h, w = z_e.shape
         z = self.to_lookup_space(z_e.float().permute(0, 2, 3, 1).reshape(-1, D))  # [N, d]
         e = self.codes()
@@ -286,7 +292,7 @@ class Quantizer(nn.Module):
             entropy_loss = q["entropy_sign"] * q["entropy_gamma"] * h_mean
             if q["per_sample_entropy_gamma"] > 0:
                 entropy_loss = entropy_loss + q["per_sample_entropy_gamma"] * -(p * logp).sum(1).mean()
-        return z_st, flat.view(B, h, w), codebook_loss + commit_loss + entropy_loss
+        return z_st, flat.view(B, h, w), {"codebook": codebook_loss, "commit": commit_loss, "entropy": entropy_loss}
 
 
 class Tokenizer(nn.Module):

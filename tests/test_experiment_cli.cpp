@@ -164,8 +164,55 @@ TEST(ExperimentCli, GuidanceSetsRunReportAndResume) {
 TEST(ExperimentCli, UnknownExperimentAndBadSeedsAreUsageErrors) {
   auto r = cli({"experiment", "alpha", "--out", "/nonexistent"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("alpha-sweep, decoder, codebook, perceptual-layers or guidance"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("alpha-sweep, decoder, codebook, perceptual-layers, method, budget or guidance"), std::string::npos)
+      << r.err;
   r = cli({"experiment", "decoder", "--seeds", "1,x", "--out", "/nonexistent"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("'x' is not an integer"), std::string::npos) << r.err;
+}
+
+// The method experiment on tiny models: the two phase-2 arms continue the phase-1 tokenizers of
+// their arms (encoder and codebook unchanged, checked by a stage), share those arms' tokens and
+// transformers, and the report marks each of the paper's claims.
+TEST(ExperimentCli, MethodArmsContinuePhase1AndMarkTheClaims) {
+  const std::string dir = test::temp_dir("experiment-method");
+  stand_in_classifiers(dir);
+  std::vector<std::string> args{"experiment", "method", "--out", dir, "--seeds", "3", "--train-images", "64",
+                                "--samples-per-class", "2", "--eval-images", "100", "--threads", "1"};
+  const auto tiny = tiny_settings();
+  args.insert(args.end(), tiny.begin(), tiny.end());
+  for (const std::string s : {"phase2.batch_size=8", "phase2.iterations=2", "phase2.checkpoint_every=2", "phase2.image_every=2"})
+    args.insert(args.end(), {"--set", s});
+  auto r = cli(args);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+
+  const std::string exp = dir + "/method";
+  std::map<std::string, nlohmann::json> by_arm;
+  for (const auto& x : nlohmann::json::parse(slurp(exp + "/results.json"))) by_arm[x["arm"].get<std::string>()] = x;
+  ASSERT_EQ(by_arm.size(), 5u);
+  // Phase 2 on phase 1's codes: the same transformers, hence the same validation losses; another decoder.
+  for (const auto& [two, one] : std::vector<std::pair<std::string, std::string>>{{"seqgan", "phase1"}, {"control", "alpha0-reg"}}) {
+    EXPECT_EQ(by_arm[two]["ar_val_loss"], by_arm[one]["ar_val_loss"]) << two;
+    EXPECT_EQ(by_arm[two]["nar_val_loss"], by_arm[one]["nar_val_loss"]) << two;
+    EXPECT_NE(by_arm[two]["psnr_db"], by_arm[one]["psnr_db"]) << two;
+    EXPECT_FALSE(std::filesystem::exists(exp + "/" + two + "/seed-3/ar")) << two;
+    const auto meta = nlohmann::json::parse(slurp(exp + "/" + two + "/seed-3/stages.json"));
+    EXPECT_NE(meta.dump().find("--phase 2 --init " + exp + "/" + one + "/seed-3/tokenizer/tokenizer.safetensors"),
+              std::string::npos)
+        << meta.dump();
+    EXPECT_NE(meta.dump().find("codes unchanged"), std::string::npos);
+  }
+  const std::string md = slurp(exp + "/results.md");
+  EXPECT_NE(md.find("## The paper's claims"), std::string::npos);
+  EXPECT_EQ(count(md, "(one seed)**") + count(md, "within the seed spread**"), 16u) << md;
+  EXPECT_NE(slurp(exp + "/report.html").find("The paper's claims"), std::string::npos);
+
+  // An arm the experiment lacks is refused before anything is trained.
+  const std::string fresh = test::temp_dir("experiment-method-arms");
+  r = cli({"experiment", "method", "--arms", "seqgan,vqgan2", "--out", fresh});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("no arm 'vqgan2' (its arms: vqgan, alpha0-reg, phase1, seqgan, control)"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(fresh + "/classifiers"));
+  seqgan::test::remove_tree(fresh);
+  seqgan::test::remove_tree(dir);
 }

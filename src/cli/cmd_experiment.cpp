@@ -16,11 +16,13 @@
 
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/cli.h"
 #include "cli/stages.h"
+#include "data/open.h"
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
 #include "report/experiment_report.h"
@@ -101,6 +103,51 @@ Arms perceptual_layer_arms(const Config&) {
           Arm{"E", "E: logit alone", taps("logit"), 6}};
 }
 
+// The paper's method against its baseline (Tables 2-4, Fig. 8b), and the control that phase 2
+// alone does not explain the difference: the same phase 2 on the alpha-0 tokenizer.
+Arms method_arms(const Config&) {
+  return {Arm{"vqgan", "VQGAN: alpha 0, no regulariser", {"perceptual.alpha=0", "quantizer.entropy_gamma=0"}, 0},
+          Arm{"alpha0-reg", "alpha 0 + H(D) regulariser", {"perceptual.alpha=0"}, 1},
+          Arm{"phase1", "SeQ-GAN phase 1: alpha 1 + H(D)", {"perceptual.alpha=1"}, 2},
+          Arm{"seqgan", "SeQ-GAN: phase 1, then phase 2", {"perceptual.alpha=1"}, 3, "phase1"},
+          Arm{"control", "control: alpha 0 + H(D), then phase 2", {"perceptual.alpha=0"}, 4, "alpha0-reg"}};
+}
+
+// The settings of a tokenizer budget of `steps` steps (the GAN on for the second half) and of
+// a transformer budget of `t` steps (warm-up a tenth, decay over the second half, 8 validations).
+std::vector<std::string> budget_settings(int64_t steps, int64_t t) {
+  const auto n = [](int64_t v) { return std::to_string(std::max<int64_t>(1, v)); };
+  std::vector<std::string> b{"perceptual.alpha=0", "train_tokenizer.iterations=" + n(steps),
+                             "discriminator.start_iter=" + n(steps / 2), "train_tokenizer.image_every=" + n(steps),
+                             "train_tokenizer.checkpoint_every=" + n(steps / 4)};
+  for (const std::string kind : {"train_ar", "train_nar"})
+    for (const auto& [key, value] : std::vector<std::pair<std::string, int64_t>>{
+             {"iterations", t}, {"warmup", t / 10}, {"decay_start", t / 2}, {"val_every", t / 8}, {"checkpoint_every", t / 2}})
+      b.push_back(kind + "." + key + "=" + n(value));
+  return b;
+}
+
+// How long the experiments should train: the baseline arm (alpha 0, H(D)) with tokenizers of
+// 0.2, 1 and 3 epochs of the training set (transformers 1,000 steps) and transformers of 200,
+// 1,000 and 3,000 steps (on the 0.2-epoch tokenizer of the other experiments).
+Arms budget_arms(const Config& base) {
+  const int64_t images = open_dataset(base.data, "train")->size();
+  const int64_t epoch = std::max<int64_t>(1, images / base.train_tokenizer.batch_size);
+  Arms arms;
+  const auto add = [&](const std::string& epochs, int64_t steps, int64_t t) {
+    arms.push_back(Arm{"tok" + epochs + "-tr" + std::to_string(t),
+                       "tokenizer " + epochs + " epochs (" + std::to_string(steps) + " steps), transformers " +
+                           std::to_string(t) + " steps",
+                       budget_settings(steps, t), static_cast<double>(arms.size())});
+  };
+  add("0.2", epoch / 5, 200);
+  add("0.2", epoch / 5, 1000);
+  add("0.2", epoch / 5, 3000);
+  add("1", epoch, 1000);
+  add("3", 3 * epoch, 1000);
+  return arms;
+}
+
 // One model pair per seed (class dropout and the EMA are in the experiment's budget).
 Arms guidance_arms(const Config&) { return {Arm{"cfg", "class dropout and EMA", {}, 0}}; }
 
@@ -110,7 +157,32 @@ struct Experiment {
   report::ExperimentClaim claim;
   std::vector<std::string> budget;
   Arms (*arms)(const Config& base);
+  std::vector<report::ClaimCheck> checks;  // the paper's claims as comparisons of two arms
 };
+
+// The method experiment's claims (the arms of method_arms).
+std::vector<report::ClaimCheck> method_checks() {
+  const bool lower = true, higher = false;
+  return {
+      {"SeQ-GAN generates better than VQGAN (ImageNet AR FID 7.55 vs 15.78, Table 4)", "ar_fid", "seqgan", "vqgan", lower},
+      {"SeQ-GAN generates better than VQGAN with a NAR transformer (Tables 3, 4)", "nar_fid", "seqgan", "vqgan", lower},
+      {"SeQ-GAN's samples score a higher IS (ImageNet AR 121.3 vs 78.3, Table 4)", "ar_is", "seqgan", "vqgan", higher},
+      {"SeQ-GAN reconstructs better than VQGAN (rFID 1.99 vs 7.94, Table 2)", "rfid", "seqgan", "vqgan", lower},
+      {"SeQ-GAN uses more of its codebook (100% vs 44%, Table 2)", "codebook_usage", "seqgan", "vqgan", higher},
+      {"The entropy regulariser alone raises usage (43.5% -> 100%, Table 5)", "codebook_usage", "alpha0-reg", "vqgan", higher},
+      {"The entropy regulariser alone lowers NAR FID (14.58 -> 13.26, Table 5)", "nar_fid", "alpha0-reg", "vqgan", lower},
+      {"The regulariser alone lowers AR FID (17.19 -> 16.97, Table 5)", "ar_fid", "alpha0-reg", "vqgan", lower},
+      {"A semantic tokenizer (alpha 1) is easier for the AR transformer: lower validation loss (supplement Fig. 2)",
+       "ar_val_loss", "phase1", "alpha0-reg", lower},
+      {"... and for the NAR transformer (supplement Fig. 2)", "nar_val_loss", "phase1", "alpha0-reg", lower},
+      {"... and the AR model predicts more tokens right, teacher-forced (Fig. 6a)", "ar_top1", "phase1", "alpha0-reg", higher},
+      {"Phase 2 lowers AR FID (ImageNet 7.83 -> 7.55, Fig. 8b)", "ar_fid", "seqgan", "phase1", lower},
+      {"Phase 2 lowers NAR FID (ImageNet 5.31 -> 4.99, Fig. 8b)", "nar_fid", "seqgan", "phase1", lower},
+      {"Phase 2 restores the details phase 1 lost (Fig. 8a): lower rFID", "rfid", "seqgan", "phase1", lower},
+      {"Phase 2 alone does not explain SeQ-GAN: it beats the same phase 2 on the alpha-0 tokenizer (AR)", "ar_fid",
+       "seqgan", "control", lower},
+      {"... nor with the NAR transformer", "nar_fid", "seqgan", "control", lower}};
+}
 
 // The experiments, in the order of the command's help.
 const std::vector<Experiment> kExperiments{
@@ -142,6 +214,24 @@ const std::vector<Experiment> kExperiments{
       "17.88 / 14.00: dropping shallow taps improves generation, the logit alone is worst."},
      {},
      perceptual_layer_arms},
+    {"method",
+     {"SeQ-GAN against the VQGAN baseline, and what phase 2 adds (paper Tables 2-4, Fig. 8b)",
+      "On ImageNet SeQ-GAN (alpha 1 and the entropy regulariser in phase 1, then the attention decoder fine-tuned at "
+      "alpha 0 with the encoder and codebook fixed) reaches 100% codebook usage against VQGAN's 44% and rFID 1.99 "
+      "against 7.94 (Table 2), and conditional generation FID 7.55 (AR) and 4.99 (NAR) against VQGAN's 15.78 (AR, "
+      "Table 4); the second phase lowers generation FID on every data set (Fig. 8b: ImageNet AR 7.83 -> 7.55, NAR "
+      "5.31 -> 4.99); the entropy regulariser alone raises usage from 43.5% to 100% (Table 5); a more semantic "
+      "tokenizer gives the transformers a lower validation loss (supplement Fig. 2)."},
+     {"phase2.iterations=200", "phase2.image_every=200", "phase2.checkpoint_every=100"},
+     method_arms,
+     method_checks()},
+    {"budget",
+     {"How long to train: tokenizer and transformer budgets",
+      "The paper trains its tokenizers for 500,000 steps (phase 1) and 200,000 (phase 2) and its transformers for "
+      "300 ImageNet epochs. This study measures, on the data set at hand, how the transformers' validation loss and "
+      "generation FID move with the tokenizer's and the transformers' budgets, to choose the experiments' budget."},
+     {},
+     budget_arms},
     // Guidance reports on its own terms (report/guidance_report.h): its claim is a title alone.
     // Its runs add an EMA of the transformers (class dropout, 0.1, is the preset's); the warm-up
     // of the decay (see train/ema.h) lets 0.99 average about the last 100 of the 200 steps.
@@ -211,8 +301,9 @@ double last_value(const std::string& metrics, const std::string& kind, const std
 }
 
 // Measures one finished run into RUN/result.json.
-void evaluate_run(const std::string& run, const std::string& stats_path, const std::vector<std::string>& args,
-                  const std::string& preset, int64_t eval_images, const report::ExperimentArm& arm, int64_t seed) {
+void evaluate_run(const std::string& run, const std::string& models, const std::string& stats_path,
+                  const std::vector<std::string>& args, const std::string& preset, int64_t eval_images,
+                  const report::ExperimentArm& arm, int64_t seed) {
   const Config config = config_of(args, preset);
   const auto device = to_device(resolve_device(config.device));
   EvalNetwork net(config.eval, device);
@@ -236,7 +327,7 @@ void evaluate_run(const std::string& run, const std::string& stats_path, const s
     r[kind + "_fid"] = frechet_distance(test_stats, feature_stats(net, f, gen.name));
     r[kind + "_is"] = is.mean;
     r[kind + "_samples"] = f.features.size(0);
-    r[kind + "_val_loss"] = last_value(run + "/" + kind + "/metrics.jsonl", "val", "loss");
+    r[kind + "_val_loss"] = last_value(models + "/" + kind + "/metrics.jsonl", "val", "loss");
   }
   const json vis = json::parse(read_text(run + "/visualization.json"));
   r["ar_top1"] = vis.value("top1_accuracy", -1.0);
@@ -280,6 +371,7 @@ struct ExperimentSetup {
   std::vector<int64_t> seeds;
   std::vector<std::string> base_sets;  // the settings every run shares: the budget, then the user's
   Arms arms;
+  std::set<std::string> chosen;  // the arms to run (--arms)
   int64_t eval_images = 0;
   report::ExperimentInfo info;
   bool guidance = false;
@@ -290,6 +382,23 @@ struct ExperimentSetup {
     return guidance ? report::write_guidance_report(info) : report::write_experiment_report(info);
   }
 };
+
+// The arms --arms names (all when empty); a usage error naming the arms for an unknown one.
+std::set<std::string> chosen_arms(const std::string& list, const Arms& arms) {
+  std::set<std::string> all, chosen;
+  std::string names;
+  for (const auto& a : arms) {
+    all.insert(a.name);
+    names += (names.empty() ? "" : ", ") + a.name;
+  }
+  if (list.empty()) return all;
+  std::stringstream ss(list);
+  for (std::string name; std::getline(ss, name, ',');) {
+    if (!all.count(name)) throw UsageError("--arms: this experiment has no arm '" + name + "' (its arms: " + names + ")");
+    chosen.insert(name);
+  }
+  return chosen;
+}
 
 // The experiment NAME with the budget and the user's settings, checked; trains nothing.
 ExperimentSetup setup_experiment(const Args& args) {
@@ -304,13 +413,15 @@ ExperimentSetup setup_experiment(const Args& args) {
   const Config base = config_of(s.base_sets, s.preset);
   const Experiment& experiment = experiment_named(s.name);
   s.arms = experiment.arms(base);
+  s.chosen = chosen_arms(args.get("--arms"), s.arms);
   s.exp = out + "/" + s.name;
   s.classifiers = args.get("--classifiers").empty() ? out + "/classifiers" : args.get("--classifiers");
   s.stats = s.exp + "/test-stats.safetensors";
   s.eval_images = args.get_int("--eval-images");
   if (s.eval_images < 100) throw UsageError("--eval-images must be at least 100");
   s.info = report::ExperimentInfo{s.name, experiment.claim, s.exp, s.preset, s.arms, budget, {},
-                                  args.get("--train-images"), args.get("--samples-per-class"), s.eval_images};
+                                  args.get("--train-images"), args.get("--samples-per-class"), s.eval_images,
+                                  experiment.checks};
   for (const auto& b : args.all("--set")) s.info.settings.push_back(b);
   s.guidance = s.name == "guidance";
   s.job = "experiment " + s.name;
@@ -361,12 +472,39 @@ struct ArmRun {
   int64_t seed;
   std::string dir;                // DIR/NAME/ARM/seed-S
   std::string tokenizer;          // its tokenizer.safetensors
+  std::string models;             // where its tokens and transformers are: its own directory, or a phase-1 run's
   std::vector<std::string> args;  // the experiment's common arguments and the run's settings
 };
+
+// Whether two tokenizer files encode alike: the same encoder and codebook weights, bit for bit.
+bool same_codes(const std::string& a, const std::string& b) {
+  const auto ta = load_tokenizer(a, torch::kCPU), tb = load_tokenizer(b, torch::kCPU);
+  const auto sa = state_dict(*ta.model), sb = state_dict(*tb.model);
+  for (const auto& [name, value] : sa) {
+    if (name.rfind("encoder.", 0) != 0 && name.rfind("quantizer.", 0) != 0) continue;
+    if (!sb.count(name) || !at::equal(value, sb.at(name))) return false;
+  }
+  return true;
+}
+
+// A phase-2 arm: phase 2 on the phase-1 tokenizer of the same seed, checked to encode as that
+// one does; its tokens and transformers are that run's.
+void train_phase2(const ArmRun& run, StageRunner& r) {
+  const std::string init = run.models + "/tokenizer/tokenizer.safetensors";
+  SEQGAN_CHECK_HINT(file_exists(init), "run the arm '" + run.arm.phase2_of + "' first (the arms run in table order)",
+                    "arm '", run.arm.name, "' continues the phase-1 tokenizer ", init, ", which does not exist");
+  r.stage("tokenizer phase 2", {r.resumable({"train-tokenizer", "--phase", "2", "--init", init, "--out", run.dir + "/tokenizer"},
+                                            run.dir + "/tokenizer")});
+  r.stage("codes unchanged", {}, {"(in-process) encoder and codebook of " + run.tokenizer + " against " + init}, [&] {
+    SEQGAN_CHECK_HINT(same_codes(init, run.tokenizer), "phase 2 must keep them fixed: report this with the run directory",
+                      "phase 2 changed the encoder or codebook of ", init);
+  });
+}
 
 // The run's tokenizer, its tokens of training and test images, and the AR and NAR transformers.
 void train_models(const Args& args, const ArmRun& run, StageRunner& r) {
   const std::string& dir = run.dir;
+  if (!run.arm.phase2_of.empty()) return train_phase2(run, r);
   r.stage("tokenizer", {r.resumable({"train-tokenizer", "--phase", "1", "--out", dir + "/tokenizer"}, dir + "/tokenizer")});
   r.stage("tokens", {{"tokenize", "--tokenizer", run.tokenizer, "--split", "train", "--limit", args.get("--train-images"),
                       "--out", dir + "/tokens-train.safetensors"},
@@ -402,22 +540,24 @@ void sample_guidance_sets(const Args& args, const ExperimentSetup& s, const ArmR
 void sample_and_evaluate(const Args& args, const ExperimentSetup& s, const ArmRun& run, StageRunner& r) {
   std::vector<std::vector<std::string>> sampling;
   for (const std::string kind : {"ar", "nar"})
-    sampling.push_back({"sample", "--model", run.dir + "/" + kind + "/transformer.safetensors", "--tokenizer", run.tokenizer,
+    sampling.push_back({"sample", "--model", run.models + "/" + kind + "/transformer.safetensors", "--tokenizer", run.tokenizer,
                         "--per-class", args.get("--samples-per-class"), "--batch-size", "250", "--grid-columns", "12",
                         "--seed", std::to_string(run.seed), "--out", run.dir + "/samples-" + kind});
   r.stage("samples", sampling);
-  r.stage("visualisation", {{"visualize", "--model", run.dir + "/ar/transformer.safetensors", "--tokenizer", run.tokenizer,
+  r.stage("visualisation", {{"visualize", "--model", run.models + "/ar/transformer.safetensors", "--tokenizer", run.tokenizer,
                              "--count", "1000", "--out", run.dir + "/visualization.png", "--json",
                              run.dir + "/visualization.json"}});
   r.stage("evaluation", {},
           {"(in-process) rFID, PSNR, usage on " + std::to_string(s.eval_images) + " test images; FID and IS of the samples"},
-          [&] { evaluate_run(run.dir, s.stats, run.args, s.preset, s.eval_images, run.arm, run.seed); });
+          [&] { evaluate_run(run.dir, run.models, s.stats, run.args, s.preset, s.eval_images, run.arm, run.seed); });
 }
 
 // One arm at one seed, from the tokenizer to RUN/result.json; then the report is rewritten.
 void run_arm(const Args& args, const ExperimentSetup& s, const report::ExperimentArm& arm, int64_t seed) {
-  ArmRun run{arm, seed, s.exp + "/" + arm.name + "/seed-" + std::to_string(seed), "", s.common};
+  const std::string seed_dir = "/seed-" + std::to_string(seed);
+  ArmRun run{arm, seed, s.exp + "/" + arm.name + seed_dir, "", "", s.common};
   run.tokenizer = run.dir + "/tokenizer/tokenizer.safetensors";
+  run.models = arm.phase2_of.empty() ? run.dir : s.exp + "/" + arm.phase2_of + seed_dir;
   run.args.insert(run.args.end(), {"--set", "seed=" + std::to_string(seed)});
   for (const auto& a : arm.settings) run.args.insert(run.args.end(), {"--set", a});
   StageRunner r(run.dir + "/stages.json", run.args, s.job + " " + arm.name + " seed " + std::to_string(seed));
@@ -445,7 +585,8 @@ int run_experiment(const Args& args) {
     train_classifiers(s);
     test_statistics(s);
     for (const int64_t seed : s.seeds)
-      for (const auto& arm : s.arms) run_arm(args, s, arm, seed);
+      for (const auto& arm : s.arms)
+        if (s.chosen.count(arm.name)) run_arm(args, s, arm, seed);
   } catch (const StageRunner::Interrupted& e) {
     std::cout << s.job << ": interrupted; run the same command again to resume\n";
     return e.exit_code();
@@ -460,12 +601,14 @@ int run_experiment(const Args& args) {
 Command experiment_command() {
   Command c;
   c.info.name = "experiment";
-  c.info.brief = "Studies at small scale: the paper's alpha-sweep, decoder, codebook, perceptual-layers; guidance";
+  c.info.brief = "Studies at small scale: the paper's method, alpha-sweep, decoder, codebook, perceptual-layers; guidance, budget";
   c.info.summary =
       "Reproduce the paper's observations at small scale: NAME is alpha-sweep (Fig. 6: alpha in {0, .25, .5, .75, 1}),\n"
       "decoder (Table 1: baseline, +Conv x2, +Attention x2), codebook (Table 5: no regulariser, factorised L2-normalised\n"
       "codes, k-means, entropy regulariser), perceptual-layers (Table 6: the tap sets) or guidance (classifier-free\n"
-      "guidance scales, EMA and raw weights, rejection sampling: the FID/IS trade-off). Each arm and seed trains a\n"
+      "guidance scales, EMA and raw weights, rejection sampling: the FID/IS trade-off), method (Tables 2-4, Fig. 8b:\n"
+      "VQGAN baseline, the regulariser, SeQ-GAN phase 1, SeQ-GAN with phase 2, and phase 2 on the alpha-0 tokenizer)\n"
+      "or budget (tokenizer and transformer budgets, to choose the experiments'). Each arm and seed trains a\n"
       "tokenizer, AR and NAR transformers at one budget (6 to 9 minutes per run on a CPU core with fmnist) and is\n"
       "evaluated; DIR/NAME/report.html and results.md hold the tables, curves and figures. Interrupted, it resumes\n"
       "when run again; seeds can run in parallel processes (--seeds 1 and --seeds 2, --threads 1 each).";
@@ -473,6 +616,7 @@ Command experiment_command() {
   c.option("--out", "DIR", "runs/experiments", "experiments directory (DIR/NAME/ holds this experiment)");
   c.option("--preset", "NAME", "fmnist", "configuration preset of every run");
   c.option("--seeds", "LIST", "1,2", "comma-separated seeds; every arm runs once per seed");
+  c.option("--arms", "LIST", "", "comma-separated arms to run (default: all; the report shows every finished arm)");
   c.option("--classifiers", "DIR", "", "loss and evaluation classifiers (default: DIR/classifiers, trained if missing)");
   c.option("--train-images", "N", "12800", "training images tokenised for the transformers");
   c.option("--samples-per-class", "N", "50", "samples per class of each transformer for FID and IS");

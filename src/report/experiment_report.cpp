@@ -1,5 +1,6 @@
 #include "report/experiment_report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -93,6 +94,77 @@ Results collect_results(const ExperimentInfo& info) {
   return results;
 }
 
+// A claim against the runs: the per-seed differences better - worse (sign-flipped when higher is
+// better, so that a negative difference always favours `better`) and the verdict.
+struct Verdict {
+  const ClaimCheck* check;
+  const Metric* metric;
+  std::vector<double> diffs;  // one per seed both arms finished, in the metric's unit
+  std::string verdict;
+};
+
+const Metric* metric_named(const std::string& key) {
+  for (const auto& m : kMetrics)
+    if (key == m.key) return &m;
+  return nullptr;
+}
+
+std::vector<Verdict> verdicts(const ExperimentInfo& info, const Results& results) {
+  std::vector<Verdict> out;
+  for (const auto& c : info.checks) {
+    Verdict v{&c, metric_named(c.metric), {}, "not run"};
+    if (!v.metric || !results.arms.count(c.better) || !results.arms.count(c.worse)) continue;
+    std::map<int64_t, double> worse;
+    for (const auto& r : results.arms.at(c.worse).runs)
+      if (r.contains(c.metric) && r[c.metric].is_number()) worse[r.value("seed", int64_t{0})] = r[c.metric].get<double>();
+    for (const auto& r : results.arms.at(c.better).runs) {
+      const auto w = worse.find(r.value("seed", int64_t{0}));
+      if (w == worse.end() || !r.contains(c.metric) || !r[c.metric].is_number()) continue;
+      const double d = (r[c.metric].get<double>() - w->second) * v.metric->scale;
+      v.diffs.push_back(c.lower_is_better ? d : -d);
+    }
+    if (!v.diffs.empty()) {
+      const bool all_for = std::all_of(v.diffs.begin(), v.diffs.end(), [](double d) { return d < 0; });
+      const bool all_against = std::all_of(v.diffs.begin(), v.diffs.end(), [](double d) { return d > 0; });
+      v.verdict = all_for ? "holds" : all_against ? "does not hold" : "within the seed spread";
+      if (v.diffs.size() == 1 && v.verdict != "within the seed spread") v.verdict += " (one seed)";
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// The label of the arm called `name`.
+std::string arm_label(const ExperimentInfo& info, const std::string& name) {
+  for (const auto& a : info.arms)
+    if (a.name == name) return a.label;
+  return name;
+}
+
+// The claims as table rows: claim, comparison, difference (better - worse, mean +- sd over the
+// seeds, in the metric's own direction), seeds, verdict. `esc` escapes text for the format.
+template <typename Escape>
+std::vector<std::vector<std::string>> claim_rows(const ExperimentInfo& info, const Results& results, const std::string& pm,
+                                                 Escape esc) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : verdicts(info, results)) {
+    const ClaimCheck& c = *v.check;
+    std::vector<double> signed_diffs;  // better - worse as measured
+    for (double d : v.diffs) signed_diffs.push_back(c.lower_is_better ? d : -d);
+    rows.push_back({esc(c.claim),
+                    esc(v.metric->title + std::string(": ") + arm_label(info, c.better) + (c.lower_is_better ? " < " : " > ") +
+                        arm_label(info, c.worse)),
+                    signed_diffs.empty() ? "-" : mean_sd(signed_diffs, v.metric->digits, pm), std::to_string(v.diffs.size()),
+                    v.verdict});
+  }
+  return rows;
+}
+
+const char* kClaimRule =
+    "Each claim compares two arms seed by seed (the same seed trains both): it holds when every seed's difference goes "
+    "the claimed way, does not hold when every seed's goes the other way, and is within the seed spread otherwise. "
+    "The difference is the first arm's value minus the second's, mean and standard deviation over the seeds.";
+
 // results.md: the claim, the table of means and the table of seeds, the budget.
 void write_markdown(const ExperimentInfo& info, const Results& results) {
   std::ostringstream md;
@@ -122,6 +194,11 @@ void write_markdown(const ExperimentInfo& info, const Results& results) {
       for (const auto& m : kMetrics) md << " " << run_cell(r, m) << " |";
       md << "\n";
     }
+  if (!info.checks.empty()) {
+    md << "\n## The paper's claims\n\n" << kClaimRule << "\n\n| claim | comparison | difference | seeds | verdict |\n|---|---|---|---|---|\n";
+    for (const auto& row : claim_rows(info, results, "+-", [](const std::string& t) { return t; }))
+      md << "| " << row[0] << " | " << row[1] << " | " << row[2] << " | " << row[3] << " | **" << row[4] << "** |\n";
+  }
   md << "\nBudget of every run on top of the preset: `" << run_settings(info) << "`; " << info.train_images
      << " training images tokenised for the transformers; " << info.samples_per_class
      << " samples per class from each transformer; " << info.eval_images
@@ -166,6 +243,17 @@ void html_results(std::ostream& h, const ExperimentInfo& info, const Results& re
       h << "</tr>";
     }
   h << "</table></div></details>";
+}
+
+// The paper's claims, each with its verdict.
+void html_claims(std::ostream& h, const ExperimentInfo& info, const Results& results) {
+  if (info.checks.empty()) return;
+  h << "<h2>The paper's claims</h2><p class='note'>" << escape(kClaimRule)
+    << "</p><div class='wide'><table><tr><th>claim</th><th>comparison</th><th>difference</th><th>seeds</th><th>verdict</th></tr>";
+  for (const auto& row : claim_rows(info, results, "&plusmn;", [](const std::string& t) { return escape(t); }))
+    h << "<tr><td>" << row[0] << "</td><td>" << row[1] << "</td><td class='n'>" << row[2] << "</td><td class='n'>" << row[3]
+      << "</td><td><b>" << row[4] << "</b></td></tr>";
+  h << "</table></div>";
 }
 
 // The mean of a metric over each arm's seeds against the arm's position.
@@ -286,6 +374,7 @@ std::string write_experiment_report(const ExperimentInfo& info) {
   std::ostringstream h;
   html_heading(h, info);
   html_results(h, info, results);
+  html_claims(h, info, results);
   html_metric_charts(h, info, results);
   html_validation_curves(h, info, results);
   html_figures(h, info, results);

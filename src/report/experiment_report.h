@@ -14,12 +14,25 @@ struct ExperimentArm {
   std::string name, label;
   std::vector<std::string> settings;
   double x = 0;
+  // Non-empty: the arm is phase 2 on the phase-1 tokenizer of the arm named so (same seed). The
+  // encoder and codebook stay as they were, so are the codes: the arm shares that arm's tokens
+  // and transformers and differs only by its decoder.
+  std::string phase2_of;
 };
 
 // What the paper reports about an experiment, at the top of its report: a title, and the
 // paper's findings with their numbers.
 struct ExperimentClaim {
   std::string title, paper;
+};
+
+// One of the paper's claims as a comparison of two arms on one metric of result.json: arm
+// `better` has the lower value (or the higher, when !lower_is_better) than arm `worse`.
+struct ClaimCheck {
+  std::string claim;  // the paper's claim, with its figures
+  std::string metric;
+  std::string better, worse;
+  bool lower_is_better = true;
 };
 
 struct ExperimentInfo {
@@ -32,6 +45,10 @@ struct ExperimentInfo {
   std::vector<std::string> settings;  // the user's --set of every run
   std::string train_images, samples_per_class;
   int64_t eval_images = 0;
+  // Claims checked on the seeds both arms finished: "holds" when every seed's difference goes
+  // the claimed way, "does not hold" when every seed's goes the other way, else "within the seed
+  // spread".
+  std::vector<ClaimCheck> checks;
 };
 
 // The settings of every run on top of the preset, as one line: the budget, then the user's --set.

@@ -192,28 +192,32 @@ const std::vector<Experiment> kExperiments{
       "falls steadily as alpha rises, and the transformers' validation loss is lower for a larger alpha "
       "(Observation 2: semantic compression in the tokenizer helps generation)."},
      {},
-     alpha_sweep_arms},
+     alpha_sweep_arms,
+     {}},
     {"decoder",
      {"Decoder capacity: reconstruction vs generation (paper Table 1)",
       "On ImageNet: rFID 3.45 / 3.22 / 2.90 for the baseline, +Conv x2 and +Attention x2 decoders, but AR FID "
       "16.97 / 17.19 / 17.42 and NAR FID 13.26 / 13.51 / 14.02 (Observation 1: better reconstruction does not "
       "imply better generation)."},
      {},
-     decoder_arms},
+     decoder_arms,
+     {}},
     {"codebook",
      {"Codebook regularisation (paper Table 5)",
       "On ImageNet: VQGAN 43.5% usage, rFID 4.07, AR 17.19, NAR 14.58; factorised L2-normalised codes (dim 32, "
       "K 8192) 99.7%, rFID 2.93, AR 24.91, NAR unstable; k-means 100%, 3.54, 16.84, 15.02; entropy regulariser "
       "100%, 3.45, 16.97, 13.26."},
      {},
-     codebook_arms},
+     codebook_arms,
+     {}},
     {"perceptual-layers",
      {"Taps of the perceptual loss (paper Table 6)",
       "On ImageNet, rFID / AR / NAR: L_low 3.45 / 16.97 / 13.26; A (+logit) 3.01 / 15.19 / 11.78; B 2.93 / 14.47 / "
       "11.58; C 2.81 / 14.08 / 10.52; D 2.62 / 13.34 / 9.56; L_sem 2.77 / 12.07 / 8.84; E (logit alone) 4.65 / "
       "17.88 / 14.00: dropping shallow taps improves generation, the logit alone is worst."},
      {},
-     perceptual_layer_arms},
+     perceptual_layer_arms,
+     {}},
     {"method",
      {"SeQ-GAN against the VQGAN baseline, and what phase 2 adds (paper Tables 2-4, Fig. 8b)",
       "On ImageNet SeQ-GAN (alpha 1 and the entropy regulariser in phase 1, then the attention decoder fine-tuned at "
@@ -231,14 +235,16 @@ const std::vector<Experiment> kExperiments{
       "300 ImageNet epochs. This study measures, on the data set at hand, how the transformers' validation loss and "
       "generation FID move with the tokenizer's and the transformers' budgets, to choose the experiments' budget."},
      {},
-     budget_arms},
+     budget_arms,
+     {}},
     // Guidance reports on its own terms (report/guidance_report.h): its claim is a title alone.
     // Its runs add an EMA of the transformers (class dropout, 0.1, is the preset's); the warm-up
     // of the decay (see train/ema.h) lets 0.99 average about the last 100 of the 200 steps.
     {"guidance",
      {"classifier-free guidance, EMA weights and rejection sampling", ""},
      {"train_ar.ema_decay=0.99", "train_nar.ema_decay=0.99"},
-     guidance_arms}};
+     guidance_arms,
+     {}}};
 
 // The experiment called `name`; a usage error naming them all when there is none.
 const Experiment& experiment_named(const std::string& name) {
@@ -601,7 +607,7 @@ int run_experiment(const Args& args) {
 Command experiment_command() {
   Command c;
   c.info.name = "experiment";
-  c.info.brief = "Studies at small scale: the paper's method, alpha-sweep, decoder, codebook, perceptual-layers; guidance, budget";
+  c.info.brief = "Small-scale studies: method, alpha-sweep, decoder, codebook, perceptual-layers, guidance, budget";
   c.info.summary =
       "Reproduce the paper's observations at small scale: NAME is alpha-sweep (Fig. 6: alpha in {0, .25, .5, .75, 1}),\n"
       "decoder (Table 1: baseline, +Conv x2, +Attention x2), codebook (Table 5: no regulariser, factorised L2-normalised\n"

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace seqgan::report {
@@ -11,6 +12,11 @@ namespace seqgan::report {
 // One variant of an experiment: a name (its directory), a label for tables, the config settings
 // that make it, and its position on the experiment's axis (alpha for the sweep, else its order).
 struct ExperimentArm {
+  ExperimentArm() = default;
+  ExperimentArm(std::string name, std::string label, std::vector<std::string> settings, double x,
+                std::string phase2_of = "")
+      : name(std::move(name)), label(std::move(label)), settings(std::move(settings)), x(x), phase2_of(std::move(phase2_of)) {}
+
   std::string name, label;
   std::vector<std::string> settings;
   double x = 0;

@@ -360,7 +360,13 @@ TEST_F(Faults, InterruptedSamplingAndTokenisingLeaveThePreviousOutputWhole) {
   Child t({"tokenize", "--tokenizer", tok, "--split", "train", "--out", dir + "/tokens-train.safetensors", "--threads", "1",
            "--batch-size", "8"},
           dir + "/t");
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // Signalled once it is at work (its first output), not after a fixed time: on a loaded machine
+  // loading libtorch alone can take longer than any fixed wait, and a signal before the handler
+  // is installed kills it outright.
+  const auto started = Clock::now() + std::chrono::minutes(2);
+  while (Clock::now() < started && t.running() && t.stderr_text().empty() && t.stdout_text().empty())
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   kill(t.pid, SIGINT);
   EXPECT_EQ(t.wait(), 130) << t.stderr_text();
   EXPECT_FALSE(fs::exists(dir + "/tokens-train.safetensors"));

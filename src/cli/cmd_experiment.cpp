@@ -136,7 +136,8 @@ Arms budget_arms(const Config& base) {
   Arms arms;
   const auto add = [&](const std::string& epochs, int64_t steps, int64_t t) {
     arms.push_back(Arm{"tok" + epochs + "-tr" + std::to_string(t),
-                       "tokenizer " + epochs + " epochs (" + std::to_string(steps) + " steps), transformers " +
+                       "tokenizer " + epochs + (epochs == "1" ? " epoch (" : " epochs (") + std::to_string(steps) +
+                           " steps), transformers " +
                            std::to_string(t) + " steps",
                        budget_settings(steps, t), static_cast<double>(arms.size())});
   };

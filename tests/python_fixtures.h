@@ -65,6 +65,9 @@ inline std::string python_fixture_dir(const std::string& name, const std::vector
   return target.string();
 }
 
+// Whether /usr/bin/python3 can import torch (the PyTorch parity tests skip without it).
+inline bool python_with_torch() { return std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0; }
+
 // |a - b| <= atol * max|b| + rtol * |b|, with the worst element in the message.
 inline void expect_close(const at::Tensor& a, const at::Tensor& b, const std::string& what, double rtol = 1e-4,
                   double atol = 1e-4) {

@@ -32,7 +32,7 @@ namespace {
 
 constexpr int64_t kBatch = 4;
 
-bool python_with_torch() { return std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0; }
+using test::python_with_torch;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -25,7 +25,7 @@ namespace {
 
 constexpr int64_t kSteps = 10;
 
-bool python_with_torch() { return std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0; }
+using test::python_with_torch;
 
 // |seqgan - torch| <= rtol |torch| + atol.
 struct Tolerance {

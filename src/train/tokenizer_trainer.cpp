@@ -356,9 +356,7 @@ void TokenizerTrainer::trace_generator_step(const at::Tensor& x, const StepLosse
     trace.loss("adv_weight", g.adv_weight);
   }
   trace.loss("loss", g.loss);
-  std::ostringstream rate;
-  rate << std::setprecision(17) << lr;
-  trace.meta("lr", rate.str());
+  trace.meta("lr", lr);
   trace.meta("gan", g.gan ? "1" : "0");
   trace.meta("r1", "0");
   trace.grads("model.", opt_g_->named_params());

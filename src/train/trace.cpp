@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 namespace seqgan {
@@ -34,6 +36,13 @@ void StepTracer::loss(const std::string& name, double value) {
 
 void StepTracer::meta(const std::string& key, const std::string& value) {
   if (on_) meta_[key] = value;
+}
+
+void StepTracer::meta(const std::string& key, double value) {
+  if (!on_) return;
+  std::ostringstream text;
+  text << std::setprecision(17) << value;
+  meta_[key] = text.str();
 }
 
 void StepTracer::grads(const std::string& prefix, const std::vector<std::pair<std::string, at::Tensor>>& params) {

@@ -26,6 +26,7 @@ class StepTracer {
   void input(const std::string& name, const at::Tensor& value);
   void loss(const std::string& name, double value);
   void meta(const std::string& key, const std::string& value);
+  void meta(const std::string& key, double value);  // written to round-trip exactly
   // The gradients of `params` as they stand, as "grad." + prefix + name.
   void grads(const std::string& prefix, const std::vector<std::pair<std::string, at::Tensor>>& params);
   // Writes the step's record (atomically) and starts the next one.

@@ -210,9 +210,7 @@ void TransformerTrainer::trace_step(const at::Tensor& codes, const at::Tensor& l
   if (labels.defined()) trace.input("labels", labels);
   if (terms.mask.defined()) trace.input("mask", terms.mask);
   trace.loss("loss", loss);
-  std::ostringstream rate;
-  rate << std::setprecision(17) << lr;
-  trace.meta("lr", rate.str());
+  trace.meta("lr", lr);
   trace.grads("model.", optimizer_->named_params());
 }
 

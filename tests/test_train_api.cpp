@@ -79,6 +79,12 @@ TEST(TrainApi, TokenizerPhasesReportEveryRowStopOnTheFlagAndResume) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot apply to the resumed run"), std::string::npos) << e.what();
   }
+  // A key set twice takes its last value, as on the command line: layered --set lists that come
+  // back to the run's own value change nothing.
+  o.resume_overrides = {"tokenizer.codebook_size=32", "train_tokenizer.iterations=4",
+                        "tokenizer.codebook_size=" + std::to_string(o.config.tokenizer.codebook_size),
+                        "train_tokenizer.iterations=8"};
+  EXPECT_EQ(train_tokenizer(o).step, 8);
 
   TokenizerTrainOptions p2;
   p2.config = o.config;

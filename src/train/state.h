@@ -31,11 +31,11 @@ struct TrainState {
 // A run's training checkpoint opened for --resume: the file and its metadata. Checks that it
 // exists and has `kind`; replaces `config` by the run's own configuration (it fixed what is
 // trained), keeping only where to run (threads, device) from the caller's, then applies the
-// command line's `overrides` ("key=value", as --set) that a resumed run may change: the training
-// schedule (train_tokenizer.*, phase2.*, train_ar.*, train_nar.*: the step budget, learning
-// rate and schedule, logging and checkpoints; batch sizes, class dropout, EMA decay and phase 2's
-// alpha, attention and discriminator excepted) and where the data
-// are read from (data.root, data.val_root, data.num_workers, data.prefetch,
+// command line's `overrides` ("key=value", as --set; a key set twice takes its last value) that a
+// resumed run may change: the training schedule (train_tokenizer.*, phase2.*, train_ar.*,
+// train_nar.*: the step budget, learning rate and schedule, logging and checkpoints; batch sizes,
+// class dropout, EMA decay and phase 2's alpha, attention and discriminator excepted) and where
+// the data are read from (data.root, data.val_root, data.num_workers, data.prefetch,
 // data.skip_bad_files). Any other override is refused, naming the key.
 struct ResumePoint {
   safetensors::File file;

@@ -205,6 +205,11 @@ TEST(ExperimentCli, MethodArmsContinuePhase1AndMarkTheClaims) {
   const std::string md = slurp(exp + "/results.md");
   EXPECT_NE(md.find("## The paper's claims"), std::string::npos);
   EXPECT_EQ(count(md, "(one seed)**") + count(md, "within the seed spread**"), 16u) << md;
+  // The budget line names each key once, with the value the runs took (the test's, after the method's).
+  EXPECT_EQ(count(md, "train_tokenizer.iterations="), 1u) << md;
+  EXPECT_NE(md.find("train_tokenizer.iterations=4 "), std::string::npos) << md;
+  EXPECT_EQ(count(md, "phase2.iterations="), 1u) << md;
+  EXPECT_NE(md.find("phase2.iterations=2 "), std::string::npos) << md;
   EXPECT_NE(slurp(exp + "/report.html").find("The paper's claims"), std::string::npos);
 
   // An arm the experiment lacks is refused before anything is trained.

@@ -57,7 +57,8 @@ struct ExperimentInfo {
   std::vector<ClaimCheck> checks;
 };
 
-// The settings of every run on top of the preset, as one line: the budget, then the user's --set.
+// The settings of every run on top of the preset, as one line: the budget, then the user's --set;
+// a key set twice appears once, with its last value.
 std::string run_settings(const ExperimentInfo& info);
 
 // Writes the three files from whatever runs have finished; returns the report's path.

@@ -145,6 +145,19 @@ TEST(Config, OverridesParseEveryType) {
   expect_error([&] { config_apply_override(c, "no-equals-sign"); }, {"not of the form key=value"});
 }
 
+TEST(Config, ASetListKeepsEachKeyOnceWithItsLastValue) {
+  EXPECT_EQ(last_assignments({"seed=1", "data.root=/a=b", "seed=2", "train_ar.lr=1e-4", "data.root=/c"}),
+            (std::vector<std::string>{"seed=2", "data.root=/c", "train_ar.lr=1e-4"}));
+  EXPECT_EQ(last_assignments({}), std::vector<std::string>{});
+  // Applied in order, the kept list gives the configuration the whole list gives.
+  const std::vector<std::string> list{"seed=7", "train_ar.lr=3e-4", "seed=9"};
+  Config all = make_preset("paper"), kept = make_preset("paper");
+  for (const auto& a : list) config_apply_override(all, a);
+  for (const auto& a : last_assignments(list)) config_apply_override(kept, a);
+  EXPECT_EQ(config_to_json(all), config_to_json(kept));
+  EXPECT_EQ(kept.seed, 9u);
+}
+
 TEST(Config, EveryRegisteredFieldCanBeSetFromItsOwnPrintedValue) {
   // The registry's printed values must parse back: help text, JSON and --set agree.
   const Config c = make_preset("fmnist");

@@ -229,6 +229,9 @@ std::vector<FieldInfo> config_fields(const Config& config);
 void config_set(Config& config, const std::string& path, const std::string& value);
 // Applies "a.b=value" (the form of --set).
 void config_apply_override(Config& config, const std::string& assignment);
+// A --set list as it applies: each key once, where it first appears, with the value it is set to
+// last ("a=1 b=2 a=3" gives "a=3 b=2").
+std::vector<std::string> last_assignments(const std::vector<std::string>& assignments);
 
 std::string config_to_json(const Config& config, int indent = 2);
 // Strict: unknown keys are errors naming the closest valid key; values are validated.

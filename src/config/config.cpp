@@ -1,6 +1,7 @@
 // JSON in and out, `--set` overrides and validation, all driven by the registry in fields.h.
 // JSON was chosen over YAML: the checkpoint metadata (safetensors) is JSON already, Python reads it
 // without extra packages, and one strict parser serves files, overrides and checkpoints.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -233,6 +234,19 @@ void config_apply_override(Config& config, const std::string& assignment) {
     throw Error(str("override '", assignment, "' is not of the form key=value"),
                 "write e.g. --set tokenizer.codebook_size=512");
   config_set(config, assignment.substr(0, eq), assignment.substr(eq + 1));
+}
+
+std::vector<std::string> last_assignments(const std::vector<std::string>& assignments) {
+  std::vector<std::string> kept;
+  const auto key_of = [](const std::string& a) { return a.substr(0, a.find('=')); };
+  for (const auto& a : assignments) {
+    const auto same = std::find_if(kept.begin(), kept.end(), [&](const std::string& k) { return key_of(k) == key_of(a); });
+    if (same == kept.end())
+      kept.push_back(a);
+    else
+      *same = a;
+  }
+  return kept;
 }
 
 std::string config_to_json(const Config& config, int indent) {

@@ -362,19 +362,10 @@ void html_runs(std::ostream& h, const ExperimentInfo& info, const Results& resul
 
 std::string run_settings(const ExperimentInfo& info) {
   // Each key once, where it first appears, with the value the runs take: its last.
-  std::vector<std::pair<std::string, std::string>> kept;
-  const auto add = [&](const std::string& assignment) {
-    const std::string key = assignment.substr(0, assignment.find('='));
-    const auto same = std::find_if(kept.begin(), kept.end(), [&](const auto& k) { return k.first == key; });
-    if (same == kept.end())
-      kept.emplace_back(key, assignment);
-    else
-      same->second = assignment;
-  };
-  for (const auto& s : info.budget) add(s);
-  for (const auto& s : info.settings) add(s);
+  std::vector<std::string> all = info.budget;
+  all.insert(all.end(), info.settings.begin(), info.settings.end());
   std::string settings;
-  for (const auto& [key, assignment] : kept) settings += (settings.empty() ? "" : " ") + assignment;
+  for (const auto& assignment : last_assignments(all)) settings += (settings.empty() ? "" : " ") + assignment;
   return settings;
 }
 

@@ -101,13 +101,7 @@ ResumePoint open_resume(const std::string& path, const std::string& kind, Config
   };
   // As when a configuration loads, a key set more than once takes its last value: layered --set
   // lists (an experiment's budget, then the user's) resume to what they started with.
-  std::vector<std::string> last;
-  for (auto a = overrides.rbegin(); a != overrides.rend(); ++a) {
-    const std::string key = a->substr(0, a->find('='));
-    if (std::none_of(last.begin(), last.end(), [&](const std::string& b) { return b.substr(0, b.find('=')) == key; }))
-      last.insert(last.begin(), *a);
-  }
-  for (const auto& assignment : last) {
+  for (const auto& assignment : last_assignments(overrides)) {
     const std::string key = assignment.substr(0, assignment.find('='));
     Config changed = config;
     config_apply_override(changed, assignment);

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <torch/torch.h>
 
 #include "remove_tree.h"
@@ -44,7 +46,38 @@ std::string message_of(const std::function<void()>& f) {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// "1m02s left" or "5s left" in a progress line, in seconds; -1 for "? left".
+double seconds_left(const std::string& line) {
+  const auto end = line.find(" left)");
+  const auto begin = line.rfind(' ', end - 1) + 1;
+  const std::string t = line.substr(begin, end - begin);
+  if (t == "?") return -1;
+  const auto m = t.find('m');
+  return m == std::string::npos ? std::stod(t) : std::stod(t.substr(0, m)) * 60 + std::stod(t.substr(m + 1));
+}
+
 }  // namespace
+
+// A resumed run starts its count at the checkpoint's step; the time left comes from the steps this
+// process did, not from the whole count over this process's time.
+TEST(Progress, AResumedCountTimesOnlyItsOwnSteps) {
+  const LogLevel level = log_level();
+  set_log_level(LogLevel::Info);
+  testing::internal::CaptureStderr();
+  {
+    Progress progress("phase 1", 1875, 1e-9);
+    progress.update(742);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    progress.update(752);  // 10 steps in 50 ms or more: 5.6 s or more for the 1,123 left
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  set_log_level(level);
+  const auto second = err.find("phase 1 752/1875");
+  ASSERT_NE(second, std::string::npos) << err;
+  EXPECT_EQ(seconds_left(err.substr(0, second)), -1) << err;  // one point gives no rate
+  EXPECT_GE(seconds_left(err.substr(second)), 5) << err;
+  EXPECT_FALSE(std::cerr.flags() & std::ios::fixed) << "a progress line leaves std::cerr's format as it was";
+}
 
 TEST_F(RunDirTest, ASecondWriterIsRefusedNamingTheHolder) {
   RunDir first(dir + "/run", true, RunStart::kFresh);

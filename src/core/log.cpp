@@ -67,25 +67,36 @@ void Progress::update(int64_t done, const std::string& status) {
   }
   if (static_cast<int>(LogLevel::Info) < g_level.load()) return;
   const auto now = std::chrono::steady_clock::now();
+  if (first_done_ < 0) {
+    first_done_ = done;
+    first_ = now;
+  }
   const double since_last = std::chrono::duration<double>(now - last_).count();
   if (since_last < min_interval_s_ && done < total_) return;
   last_ = now;
   last_done_ = done;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double frac = total_ > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total_)) : 0.0;
-  const double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0.0;
-  std::lock_guard<std::mutex> lock(g_out_mutex);
+  // The time left at the rate of this process: from the first update on, or from the start when
+  // that update came at zero.
+  const int64_t base_done = first_done_ > 0 ? first_done_ : 0;
+  const double base_s = std::chrono::duration<double>(now - (first_done_ > 0 ? first_ : start_)).count();
+  const std::string eta = done >= total_ ? format_duration(0)
+                          : done > base_done && base_s > 0
+                              ? format_duration(base_s * static_cast<double>(total_ - done) / static_cast<double>(done - base_done))
+                              : std::string("?");
+  std::ostringstream line;
   if (tty_) {
     const int width = 24;
     const int filled = static_cast<int>(std::round(frac * width));
-    std::cerr << "\r" << label_ << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
-              << done << "/" << total_ << " " << format_duration(elapsed) << "<" << format_duration(eta) << " "
-              << status << "\033[K" << std::flush;
+    line << "\r" << label_ << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << done << "/"
+         << total_ << " " << format_duration(elapsed) << "<" << eta << " " << status << "\033[K";
   } else {
-    std::cerr << label_ << " " << done << "/" << total_ << " (" << std::fixed << std::setprecision(0) << frac * 100
-              << "%, " << format_duration(elapsed) << " elapsed, " << format_duration(eta) << " left) " << status
-              << std::endl;
+    line << label_ << " " << done << "/" << total_ << " (" << std::fixed << std::setprecision(0) << frac * 100 << "%, "
+         << format_duration(elapsed) << " elapsed, " << eta << " left) " << status << "\n";
   }
+  std::lock_guard<std::mutex> lock(g_out_mutex);
+  std::cerr << line.str() << std::flush;
 }
 
 void Progress::finish(const std::string& status) {

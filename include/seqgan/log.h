@@ -37,10 +37,10 @@ class Progress {
   bool tty_;
   bool finished_ = false;
   int64_t last_done_ = -1;
-  // Where the count stood at the first update, and when: a resumed run's rate counts only the
-  // steps it has done itself.
-  int64_t first_done_ = -1;
-  std::chrono::steady_clock::time_point start_, last_, first_;
+  std::chrono::steady_clock::time_point start_, last_;
+  // Where the rate is counted from: the start at zero, or a resumed count's first update.
+  int64_t base_done_ = 0;
+  std::chrono::steady_clock::time_point base_;
 };
 
 // Appends one JSON object per line to a metrics file (`metrics.jsonl` in a run directory).

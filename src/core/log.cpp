@@ -50,7 +50,8 @@ Progress::Progress(std::string label, int64_t total, double min_interval_s)
       min_interval_s_(min_interval_s),
       tty_(isatty(STDERR_FILENO) != 0),
       start_(std::chrono::steady_clock::now()),
-      last_(start_ - std::chrono::hours(1)) {
+      last_(start_ - std::chrono::hours(1)),
+      base_(start_) {
   if (min_interval_s_ <= 0) min_interval_s_ = tty_ ? 0.2 : 10.0;
 }
 
@@ -67,9 +68,9 @@ void Progress::update(int64_t done, const std::string& status) {
   }
   if (static_cast<int>(LogLevel::Info) < g_level.load()) return;
   const auto now = std::chrono::steady_clock::now();
-  if (first_done_ < 0) {
-    first_done_ = done;
-    first_ = now;
+  if (last_done_ < 0 && done > 0) {  // the first update, of a count resumed part-way
+    base_done_ = done;
+    base_ = now;
   }
   const double since_last = std::chrono::duration<double>(now - last_).count();
   if (since_last < min_interval_s_ && done < total_) return;
@@ -77,13 +78,11 @@ void Progress::update(int64_t done, const std::string& status) {
   last_done_ = done;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double frac = total_ > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total_)) : 0.0;
-  // The time left at the rate of this process: from the first update on, or from the start when
-  // that update came at zero.
-  const int64_t base_done = first_done_ > 0 ? first_done_ : 0;
-  const double base_s = std::chrono::duration<double>(now - (first_done_ > 0 ? first_ : start_)).count();
+  // The time left at the rate of this process, counted from base_.
+  const double base_s = std::chrono::duration<double>(now - base_).count();
   const std::string eta = done >= total_ ? format_duration(0)
-                          : done > base_done && base_s > 0
-                              ? format_duration(base_s * static_cast<double>(total_ - done) / static_cast<double>(done - base_done))
+                          : done > base_done_ && base_s > 0
+                              ? format_duration(base_s * static_cast<double>(total_ - done) / static_cast<double>(done - base_done_))
                               : std::string("?");
   std::ostringstream line;
   if (tty_) {
